@@ -1,0 +1,34 @@
+rule evaluate:
+    input:
+        data="results/{dataset}/data.h5",
+        param="results/{dataset}/{family}/{run}/param.hdf5",
+        code=package_sources("models", "evaluation", "plots", "runtime"),
+    output:
+        metrics="results/{dataset}/{family}/{run}/metrics.json",
+        confusion=report(
+            "results/{dataset}/{family}/{run}/confusion_matrix.png",
+            category="Confusion matrices",
+            labels={"family": "{family}", "run": "{run}"},
+        ),
+        misclassified=report(
+            "results/{dataset}/{family}/{run}/misclassified.png",
+            category="Misclassified test images",
+            labels={"family": "{family}", "run": "{run}"},
+        ),
+    log:
+        "results/{dataset}/{family}/{run}/evaluate.log",
+    benchmark:
+        "results/{dataset}/{family}/{run}/evaluate.benchmark.tsv"
+    params:
+        hyperparameters=hyperparameters,
+        class_names=lambda wildcards: datasets.get_dataset(wildcards.dataset).class_names,
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        gpu=config["resources"]["evaluate"]["gpu"],
+        gpu_model=config["resources"]["evaluate"]["gpu_model"],
+    container:
+        config["container"]
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,21 @@
+rule preprocess:
+    input:
+        unpack(lambda wildcards: raw_files(wildcards.dataset)),
+        code=package_sources("idx", "preprocess"),
+    output:
+        "results/{dataset}/data.h5",
+    log:
+        "logs/{dataset}/preprocess.log",
+    benchmark:
+        "logs/{dataset}/preprocess.benchmark.tsv"
+    params:
+        validation_size=lambda wildcards: (
+            config["split"]["validation_size"]
+            or getattr(datasets.get_dataset(wildcards.dataset), "validation_size", 500)
+        ),
+        seed=config["split"]["seed"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/preprocess.py"

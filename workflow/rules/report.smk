@@ -1,0 +1,25 @@
+rule report:
+    input:
+        metrics=lambda wildcards: run_outputs(wildcards.dataset, "metrics.json"),
+        history=lambda wildcards: run_outputs(wildcards.dataset, "history.csv"),
+        confusion=lambda wildcards: run_outputs(wildcards.dataset, "confusion_matrix.png"),
+        misclassified=lambda wildcards: run_outputs(wildcards.dataset, "misclassified.png"),
+        code=package_sources("report", "plots"),
+    output:
+        report(
+            "results/{dataset}/report.html",
+            category="Report",
+            labels={"figure": "comparison of all runs"},
+        ),
+    log:
+        "logs/{dataset}/report.log",
+    params:
+        runs=lambda wildcards: [
+            f"{family}/{run}" for family, runs in RUNS.items() for run in runs
+        ],
+        config=config,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/report.py"

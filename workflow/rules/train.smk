@@ -1,0 +1,24 @@
+rule train:
+    input:
+        data="results/{dataset}/data.h5",
+        code=package_sources("models", "training", "runtime"),
+    output:
+        param="results/{dataset}/{family}/{run}/param.hdf5",
+        model="results/{dataset}/{family}/{run}/model.keras",
+        history="results/{dataset}/{family}/{run}/history.csv",
+    log:
+        "results/{dataset}/{family}/{run}/train.log",
+    benchmark:
+        "results/{dataset}/{family}/{run}/train.benchmark.tsv"
+    params:
+        hyperparameters=hyperparameters,
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        mem_mb=config["resources"]["train"]["mem_mb"],
+        runtime=config["resources"]["train"]["runtime"],
+        gpu=config["resources"]["train"]["gpu"],
+        gpu_model=config["resources"]["train"]["gpu_model"],
+    container:
+        config["container"]
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,20 @@
+"""Snakemake script: evaluate one run on the test set (see mnistflow.evaluation)."""
+
+from mnistflow import runtime
+
+runtime.log_to(snakemake.log[0])
+runtime.configure(snakemake.threads)
+
+from mnistflow import evaluation  # noqa: E402  (imports Keras: after configure)
+
+evaluation.evaluate(
+    snakemake.input.data,
+    snakemake.input.param,
+    snakemake.wildcards.family,
+    snakemake.params.hyperparameters,
+    class_names=snakemake.params.class_names,
+    run=f"{snakemake.wildcards.family}/{snakemake.wildcards.run}",
+    metrics_json=snakemake.output.metrics,
+    confusion_png=snakemake.output.confusion,
+    misclassified_png=snakemake.output.misclassified,
+)

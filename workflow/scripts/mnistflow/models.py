@@ -1,0 +1,104 @@
+"""Keras model families, built from their hyperparameters (backend-neutral Keras 3 code).
+
+Each family keeps the architecture of the seed it comes from, so a ``param.hdf5`` written by
+this workflow loads into a user's own copy of that architecture with ``model.load_weights``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+NUM_CLASSES = 10
+FAMILIES = ("softmax", "mlp", "cnn")
+
+
+def softmax(hp: dict) -> keras.Model:
+    """The seeds' softmax regression (shared/seeds 001): Dense(10) on 784 inputs."""
+    return keras.Sequential(
+        [keras.Input(shape=(784,)), layers.Dense(NUM_CLASSES, activation="softmax")],
+        name="softmax",
+    )
+
+
+def mlp(hp: dict) -> keras.Model:
+    """The seeds' multilayer perceptron (shared/seeds 004): Flatten, Dense(128, ReLU), Dense(10)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28)),
+            layers.Flatten(),
+            layers.Dense(hp["hidden_units"], activation="relu"),
+            layers.Dropout(hp["dropout"]),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="mlp",
+    )
+
+
+def _conv_bn_relu(filters: int, kernel_size: int, strides: int = 1) -> list[layers.Layer]:
+    # Batch normalisation lets the CNN train at a high learning rate: few epochs, fast.
+    return [
+        layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+    ]
+
+
+def cnn(hp: dict) -> keras.Model:
+    """A small, fast CNN: strided convolutions instead of pooling keep it cheap on CPUs."""
+    first, second = hp["filters"]
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            *_conv_bn_relu(first, 5, strides=2),
+            *_conv_bn_relu(second, 3, strides=2),
+            layers.Flatten(),
+            layers.Dropout(hp["dropout"]),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="cnn",
+    )
+
+
+BUILDERS = {"softmax": softmax, "mlp": mlp, "cnn": cnn}
+
+
+def build_model(family: str, hp: dict) -> keras.Model:
+    if family not in BUILDERS:
+        raise ValueError(f"unknown model family {family!r}, expected one of {FAMILIES}")
+    return BUILDERS[family](hp)
+
+
+def learning_rate(hp: dict, steps_per_epoch: int):
+    """A constant rate, or linear warm-up then cosine decay over the whole run ("cosine")."""
+    if hp.get("schedule", "constant") == "constant":
+        return hp["learning_rate"]
+    total = hp["epochs"] * steps_per_epoch
+    warmup = max(1, int(total * hp.get("warmup_fraction", 0.2)))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=total - warmup,
+        warmup_target=hp["learning_rate"],
+        warmup_steps=warmup,
+    )
+
+
+OPTIMIZERS = {
+    "rmsprop": keras.optimizers.RMSprop,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+def compile_model(model: keras.Model, hp: dict, steps_per_epoch: int) -> keras.Model:
+    optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate=learning_rate(hp, steps_per_epoch))
+    model.compile(
+        optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
+def reshape_for(model: keras.Model, images):
+    """Images (N, 28, 28) in the shape the model's input expects, e.g. (N, 784) or (N, 28, 28, 1)."""
+    return images.reshape((len(images), *model.input_shape[1:]))

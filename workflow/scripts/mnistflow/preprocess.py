@@ -1,0 +1,83 @@
+"""Turn the four IDX files into one HDF5 file with train / validation / test splits.
+
+No TensorFlow here: this step runs on any node in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mnistflow import idx
+from mnistflow.atomic import atomic_path
+
+SPLITS = ("train", "val", "test")
+NORMALISATION = "float32 pixel / 255, in [0, 1]"
+
+
+def stratified_split(
+    labels: np.ndarray, validation_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded validation hold-out with the class proportions of ``labels``."""
+    if not 0 < validation_size < len(labels):
+        raise ValueError(
+            f"split.validation_size={validation_size} must be between 1 and "
+            f"{len(labels) - 1} (the training set has {len(labels)} images)"
+        )
+    from sklearn.model_selection import train_test_split  # imported here: slow to import
+
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=validation_size, random_state=seed, stratify=labels
+    )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def md5sum(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / np.float32(255)
+
+
+def preprocess(
+    raw: dict[str, Path], out: Path, *, dataset: str, validation_size: int, seed: int
+) -> dict[str, int]:
+    """Parse and validate the IDX files in ``raw`` (keyed by role), split, write ``out``."""
+    train_x, train_y = idx.read_pair(raw["train_images"], raw["train_labels"])
+    test_x, test_y = idx.read_pair(raw["test_images"], raw["test_labels"])
+    train_idx, val_idx = stratified_split(train_y, validation_size, seed)
+    splits = {
+        "train": (train_x[train_idx], train_y[train_idx]),
+        "val": (train_x[val_idx], train_y[val_idx]),
+        "test": (test_x, test_y),
+    }
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
+        for name, (images, labels) in splits.items():
+            group = h5.create_group(name)
+            group.create_dataset("images", data=normalise(images))
+            group.create_dataset("labels", data=labels)
+        h5.attrs["dataset"] = dataset
+        h5.attrs["validation_size"] = validation_size
+        h5.attrs["split_seed"] = seed
+        h5.attrs["split"] = "stratified hold-out from the training set (scikit-learn)"
+        h5.attrs["normalisation"] = NORMALISATION
+        h5.attrs["source_md5"] = json.dumps({Path(p).name: md5sum(p) for p in raw.values()})
+    return {name: len(labels) for name, (_, labels) in splits.items()}
+
+
+def load_split(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) float32 and labels (N,) of one split of a preprocessed file."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
+    with h5py.File(path, "r") as h5:
+        return h5[split]["images"][()], h5[split]["labels"][()]
+
+
+def read_attrs(path: str | Path) -> dict:
+    with h5py.File(path, "r") as h5:
+        return {key: (v.item() if hasattr(v, "item") else v) for key, v in h5.attrs.items()}

@@ -1,0 +1,104 @@
+"""One self-contained HTML report comparing all runs (images embedded; no TensorFlow)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from mnistflow import plots
+from mnistflow.atomic import write_text
+
+
+def read_history(path: str | Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _img(path: str | Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { max-width: 100%; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+"""
+
+
+def build_report(runs: list[dict], config: dict, dest: str | Path, title: str) -> None:
+    """``runs``: dicts with keys run, metrics, history, confusion_png, misclassified_png."""
+    metrics = [json.loads(Path(r["metrics"]).read_text()) for r in runs]
+    histories = {r["run"]: read_history(r["history"]) for r in runs}
+    rows = []
+    for run, m in zip(runs, metrics, strict=True):
+        last = histories[run["run"]][-1]
+        rows.append([
+            run["run"], m["family"], int(last["epoch"]), f"{last['val_accuracy']:.4f}",
+            f"{m['test_accuracy']:.4f}", f"{m['test_loss']:.4f}",
+            f"{sum(row['seconds'] for row in histories[run['run']]):.1f}",
+        ])
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = Path(tmp) / "curves.png"
+        plots.training_curves(histories, curves)
+        curves_html = _img(curves, "training curves")
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Metrics</h2>",
+        _table(
+            ["run", "family", "epochs", "val accuracy", "test accuracy", "test loss", "train s"],
+            rows,
+        ),
+        "<h2>Training curves</h2>",
+        curves_html,
+    ]
+    for run, m in zip(runs, metrics, strict=True):
+        sections += [
+            f"<h2>{html.escape(run['run'])}</h2>",
+            "<h3>Hyperparameters</h3>",
+            _table(list(m["hyperparameters"]), [list(m["hyperparameters"].values())]),
+            "<h3>Per-class metrics (test set)</h3>",
+            _table(
+                ["class", "precision", "recall", "F1", "support"],
+                [
+                    [name, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1-score']:.4f}",
+                     int(c["support"])]
+                    for name, c in m["per_class"].items()
+                ],
+            ),
+            '<div class="pair">',
+            _img(run["confusion_png"], f"{run['run']} confusion matrix"),
+            _img(run["misclassified_png"], f"{run['run']} misclassified"),
+            "</div>",
+        ]
+    software = metrics[0].get("software", {}) if metrics else {}
+    sections += [
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>",
+        "<h2>Software</h2>",
+        _table(["package", "version"], sorted(software.items())),
+    ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body>{''.join(sections)}</body></html>\n"
+    )
+    write_text(dest, page)

@@ -1,0 +1,69 @@
+"""The workflow's configuration: validation with clear messages, and the runs it defines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+DEFAULT_RUN = "default"
+
+
+class ConfigError(ValueError):
+    """A configuration value the workflow cannot use; the message names key and allowed values."""
+
+
+def _allowed(schema: dict) -> str:
+    if "enum" in schema:
+        return "allowed values: " + ", ".join(map(str, schema["enum"]))
+    if "properties" in schema:
+        return "allowed keys: " + ", ".join(schema["properties"])
+    return ""
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """One line per problem: the dotted key, what is wrong, and what is allowed."""
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        allowed = _allowed(error.schema) if error.validator in ("enum", "additionalProperties") else ""
+        if error.validator == "enum" and error.schema is not schema:
+            allowed = _allowed(error.schema)
+        lines.append(f"  {key}: {error.message}" + (f" ({allowed})" if allowed else ""))
+    return lines
+
+
+def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
+    """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = config_errors(config, schema)
+    if errors:
+        raise ConfigError(
+            "invalid configuration (config/config.yaml or --config):\n"
+            + "\n".join(errors)
+            + "\nFix these keys; the schema with every key and its default is "
+            "workflow/schemas/config.schema.yaml."
+        )
+    validate(config, str(schema_path), set_default=True)
+
+
+def canonical(hp: dict) -> dict:
+    """Sorted keys, so reordering keys in the configuration changes nothing downstream."""
+    return {key: hp[key] for key in sorted(hp)}
+
+
+def runs(config: dict) -> dict[str, dict[str, dict]]:
+    """Every run to train, as {family: {run name: hyperparameters}}.
+
+    The configuration's own hyperparameters are the run named "default"; a run's name is a
+    directory level of its own, so parameter studies add runs beside it.
+    """
+    return {
+        family: {
+            DEFAULT_RUN: canonical({"seed": config["seed"], **config["hyperparameters"][family]})
+        }
+        for family in config["models"]
+    }
