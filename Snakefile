@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
@@ -19,4 +20,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         report_html(config["dataset"]),
+        sweep_outputs(config["dataset"]).values(),
     default_target: True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mnistflow import datasets, download
 from mnistflow.datasets import IDX_FILENAMES, IDX_ROLES, DataFile, Dataset, get_dataset
 from mnistflow.download import (

@@ -22,12 +22,14 @@ rule evaluate:
     params:
         hyperparameters=hyperparameters,
         class_names=lambda wildcards: datasets.get_dataset(wildcards.dataset).class_names,
-    threads: config["resources"]["evaluate"]["threads"]
+    threads: step_threads("evaluate")
     resources:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
         gpu=config["resources"]["evaluate"]["gpu"],
         gpu_model=config["resources"]["evaluate"]["gpu_model"],
+    group:
+        sweep_group
     container:
         config["container"]
     script:

@@ -11,7 +11,7 @@ rule preprocess:
     params:
         validation_size=lambda wildcards: (
             config["split"]["validation_size"]
-            or getattr(datasets.get_dataset(wildcards.dataset), "validation_size", 500)
+            or datasets.get_dataset(wildcards.dataset).validation_size
         ),
         seed=config["split"]["seed"],
     resources:

@@ -4,7 +4,8 @@ rule report:
         history=lambda wildcards: run_outputs(wildcards.dataset, "history.csv"),
         confusion=lambda wildcards: run_outputs(wildcards.dataset, "confusion_matrix.png"),
         misclassified=lambda wildcards: run_outputs(wildcards.dataset, "misclassified.png"),
-        code=package_sources("report", "plots"),
+        code=package_sources("report", "plots", "aggregate"),
+        sweep=lambda wildcards: list(sweep_outputs(wildcards.dataset).values()),
     output:
         report(
             "results/{dataset}/report.html",
@@ -18,6 +19,7 @@ rule report:
             f"{family}/{run}" for family, runs in RUNS.items() for run in runs
         ],
         config=config,
+        sweep=lambda wildcards: sweep_outputs(wildcards.dataset),
     resources:
         mem_mb=2000,
         runtime=10,

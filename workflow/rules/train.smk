@@ -12,12 +12,14 @@ rule train:
         "results/{dataset}/{family}/{run}/train.benchmark.tsv"
     params:
         hyperparameters=hyperparameters,
-    threads: config["resources"]["train"]["threads"]
+    threads: step_threads("train")
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
         gpu_model=config["resources"]["train"]["gpu_model"],
+    group:
+        sweep_group
     container:
         config["container"]
     script:

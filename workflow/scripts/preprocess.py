@@ -1,4 +1,4 @@
-"""Snakemake script: IDX files -> one HDF5 file with train / val / test (see mnistflow.preprocess)."""
+"""Snakemake script: IDX files -> one HDF5 file of train / val / test (mnistflow.preprocess)."""
 
 from pathlib import Path
 

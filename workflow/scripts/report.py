@@ -4,15 +4,27 @@ from mnistflow import report, runtime
 
 runtime.log_to(snakemake.log[0])
 runs = [
-    {"run": run, "metrics": metrics, "history": history, "confusion_png": confusion,
-     "misclassified_png": misclassified}
+    {
+        "run": run,
+        "metrics": metrics,
+        "history": history,
+        "confusion_png": confusion,
+        "misclassified_png": misclassified,
+    }
     for run, metrics, history, confusion, misclassified in zip(
-        snakemake.params.runs, snakemake.input.metrics, snakemake.input.history,
-        snakemake.input.confusion, snakemake.input.misclassified, strict=True,
+        snakemake.params.runs,
+        snakemake.input.metrics,
+        snakemake.input.history,
+        snakemake.input.confusion,
+        snakemake.input.misclassified,
+        strict=True,
     )
 ]
 report.build_report(
-    runs, snakemake.params.config, snakemake.output[0],
+    runs,
+    snakemake.params.config,
+    snakemake.output[0],
     title=f"MNIST workflow report: {snakemake.wildcards.dataset}",
+    sweep=snakemake.params.sweep or None,
 )
 print(f"Wrote {snakemake.output[0]} comparing {len(runs)} runs")

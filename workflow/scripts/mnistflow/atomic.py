@@ -19,7 +19,9 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Keep the real suffix last: some writers (Keras) choose the format from the file name.
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=f".tmp{dest.suffix}")
+    fd, tmp = tempfile.mkstemp(
+        dir=dest.parent, prefix=f".{dest.stem}.", suffix=f".tmp{dest.suffix}"
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~_umask())  # mkstemp creates 0600; outputs are shared files

@@ -6,7 +6,6 @@ All data sets share MNIST's layout: four gzipped IDX files with the same names.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ class Dataset:
     mirrors: tuple[str, ...]  # in order; URLs (file name appended) or local directories
     class_names: tuple[str, ...]
     attribution: str  # citation + license text
+    validation_size: int = 5000  # default hold-out from the training set
 
 
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
@@ -177,33 +177,18 @@ def mnist_sample(directory: Path | None = None) -> Dataset:
         files=files,
         mirrors=(str(directory),),
         class_names=DIGIT_NAMES,
+        validation_size=500,
         attribution=(
             "A small subset (2,000 training and 500 test images) of the " + MNIST_ATTRIBUTION
         ),
     )
 
 
-class _Registry(Mapping[str, Dataset]):
-    """A read-only name -> Dataset mapping whose entries may be built on access."""
-
-    def __init__(self, entries: dict[str, Dataset | Callable[[], Dataset]]):
-        self._entries = entries
-
-    def __getitem__(self, name: str) -> Dataset:
-        entry = self._entries[name]
-        return entry if isinstance(entry, Dataset) else entry()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-# "mnist-sample" is built on access: importing this module never reads a file.
-DATASETS: Mapping[str, Dataset] = _Registry(
-    {"mnist": MNIST, "mnist-sample": mnist_sample, "fashion_mnist": FASHION_MNIST}
-)
+DATASETS: dict[str, Dataset] = {
+    "mnist": MNIST,
+    "mnist-sample": mnist_sample(),
+    "fashion_mnist": FASHION_MNIST,
+}
 
 
 def get_dataset(name: str) -> Dataset:

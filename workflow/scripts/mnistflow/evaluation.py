@@ -38,8 +38,12 @@ def evaluate(
     predicted = model.predict(inputs, batch_size=1000, verbose=0).argmax(axis=1)
     labels = list(range(len(class_names)))
     report = skmetrics.classification_report(
-        test_y, predicted, labels=labels, target_names=list(class_names),
-        output_dict=True, zero_division=0,
+        test_y,
+        predicted,
+        labels=labels,
+        target_names=list(class_names),
+        output_dict=True,
+        zero_division=0,
     )
     confusion = skmetrics.confusion_matrix(test_y, predicted, labels=labels)
     result = {
@@ -57,7 +61,11 @@ def evaluate(
     plots.confusion_matrix(confusion, class_names, f"{run}: confusion matrix", confusion_png)
     wrong = np.flatnonzero(predicted != test_y)
     plots.misclassified(
-        test_x[wrong], test_y[wrong], predicted[wrong], class_names,
-        f"{run}: {len(wrong)} of {len(test_y)} test images misclassified", misclassified_png,
+        test_x[wrong],
+        test_y[wrong],
+        predicted[wrong],
+        class_names,
+        f"{run}: {len(wrong)} of {len(test_y)} test images misclassified",
+        misclassified_png,
     )
     return result

@@ -93,12 +93,10 @@ OPTIMIZERS = {
 
 def compile_model(model: keras.Model, hp: dict, steps_per_epoch: int) -> keras.Model:
     optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate=learning_rate(hp, steps_per_epoch))
-    model.compile(
-        optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
 def reshape_for(model: keras.Model, images):
-    """Images (N, 28, 28) in the shape the model's input expects, e.g. (N, 784) or (N, 28, 28, 1)."""
+    """Images (N, 28, 28) reshaped to the model input, e.g. (N, 784) or (N, 28, 28, 1)."""
     return images.reshape((len(images), *model.input_shape[1:]))

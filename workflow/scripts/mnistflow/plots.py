@@ -43,7 +43,9 @@ def misclassified(images, true, predicted, class_names, title: str, dest: str | 
         ax.axis("off")
         if i < count:
             ax.imshow(images[i], cmap="gray_r")
-            ax.set_title(f"true {class_names[true[i]]}\npred {class_names[predicted[i]]}", fontsize=8)
+            ax.set_title(
+                f"true {class_names[true[i]]}\npred {class_names[predicted[i]]}", fontsize=8
+            )
     if count == 0:
         axes[2, 2].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle(title)

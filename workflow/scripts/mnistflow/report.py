@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistflow import plots
+from mnistflow import aggregate, plots
 from mnistflow.atomic import write_text
 
 
@@ -44,21 +44,84 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 """
 
 
-def build_report(runs: list[dict], config: dict, dest: str | Path, title: str) -> None:
-    """``runs``: dicts with keys run, metrics, history, confusion_png, misclassified_png."""
+def _sweep_section(sweep: dict) -> tuple[list[str], set[str]]:
+    """The parameter study's section, and its runs to leave out of the per-run details.
+
+    ``sweep``: paths of the aggregate's settings, runs, plot and summary. Only the winning
+    settings' runs keep their details, so that a study of hundreds of runs stays readable.
+    """
+    settings = aggregate.read_settings(sweep["settings"])
+    swept = [key for key in settings[0] if key not in aggregate.SETTING_COLUMNS] if settings else []
+    rows = [
+        [
+            row["family"],
+            row["rank"],
+            "\u2605 winner" if row["winner"] else "",
+            row["setting"],
+            *(row[key] for key in swept),
+            row["seeds"],
+            aggregate.format_mean_std(row, "val_accuracy"),
+            f"{float(row['val_gap_to_winner']):.4f}",
+            aggregate.format_mean_std(row, "test_accuracy"),
+        ]
+        for row in settings
+    ]
+    with open(sweep["runs"], newline="") as handle:
+        hidden = {
+            f"{run['family']}/{run['run']}" for run in csv.DictReader(handle) if not run["winner"]
+        }
+    summary = Path(sweep["summary"]).read_text().splitlines()
+    section = [
+        "<h2>Parameter study</h2>",
+        "<p>Settings are ranked on validation accuracy; test accuracy is reported, never used "
+        "to choose. Mean \u00b1 standard deviation over n seeds.</p>",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in summary) + "</ul>",
+        _table(
+            [
+                "family",
+                "rank",
+                "",
+                "setting",
+                *swept,
+                "seeds",
+                "val accuracy",
+                "behind winner",
+                "test accuracy",
+            ],
+            rows,
+        ),
+        _img(sweep["plot"], "validation accuracy vs swept hyperparameters"),
+    ]
+    return section, hidden
+
+
+def build_report(
+    runs: list[dict], config: dict, dest: str | Path, title: str, sweep: dict | None = None
+) -> None:
+    """``runs``: dicts with keys run, metrics, history, confusion_png, misclassified_png.
+
+    ``sweep``: the parameter study's aggregate (see ``_sweep_section``), if there is one.
+    """
     metrics = [json.loads(Path(r["metrics"]).read_text()) for r in runs]
     histories = {r["run"]: read_history(r["history"]) for r in runs}
     rows = []
     for run, m in zip(runs, metrics, strict=True):
         last = histories[run["run"]][-1]
-        rows.append([
-            run["run"], m["family"], int(last["epoch"]), f"{last['val_accuracy']:.4f}",
-            f"{m['test_accuracy']:.4f}", f"{m['test_loss']:.4f}",
-            f"{sum(row['seconds'] for row in histories[run['run']]):.1f}",
-        ])
+        rows.append(
+            [
+                run["run"],
+                m["family"],
+                int(last["epoch"]),
+                f"{last['val_accuracy']:.4f}",
+                f"{m['test_accuracy']:.4f}",
+                f"{m['test_loss']:.4f}",
+                f"{sum(row['seconds'] for row in histories[run['run']]):.1f}",
+            ]
+        )
+    study_section, hidden = _sweep_section(sweep) if sweep else ([], set())
     with tempfile.TemporaryDirectory() as tmp:
         curves = Path(tmp) / "curves.png"
-        plots.training_curves(histories, curves)
+        plots.training_curves({r: h for r, h in histories.items() if r not in hidden}, curves)
         curves_html = _img(curves, "training curves")
     sections = [
         f"<h1>{html.escape(title)}</h1>",
@@ -67,10 +130,13 @@ def build_report(runs: list[dict], config: dict, dest: str | Path, title: str) -
             ["run", "family", "epochs", "val accuracy", "test accuracy", "test loss", "train s"],
             rows,
         ),
+        *study_section,
         "<h2>Training curves</h2>",
         curves_html,
     ]
     for run, m in zip(runs, metrics, strict=True):
+        if run["run"] in hidden:
+            continue
         sections += [
             f"<h2>{html.escape(run['run'])}</h2>",
             "<h3>Hyperparameters</h3>",
@@ -79,8 +145,13 @@ def build_report(runs: list[dict], config: dict, dest: str | Path, title: str) -
             _table(
                 ["class", "precision", "recall", "F1", "support"],
                 [
-                    [name, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1-score']:.4f}",
-                     int(c["support"])]
+                    [
+                        name,
+                        f"{c['precision']:.4f}",
+                        f"{c['recall']:.4f}",
+                        f"{c['f1-score']:.4f}",
+                        int(c["support"]),
+                    ]
                     for name, c in m["per_class"].items()
                 ],
             ),

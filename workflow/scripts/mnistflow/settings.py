@@ -8,6 +8,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from mnistflow import sweeps
+
 DEFAULT_RUN = "default"
 
 
@@ -29,17 +31,42 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         key = ".".join(map(str, error.absolute_path)) or "(top level)"
-        allowed = _allowed(error.schema) if error.validator in ("enum", "additionalProperties") else ""
+        allowed = (
+            _allowed(error.schema) if error.validator in ("enum", "additionalProperties") else ""
+        )
         if error.validator == "enum" and error.schema is not schema:
             allowed = _allowed(error.schema)
         lines.append(f"  {key}: {error.message}" + (f" ({allowed})" if allowed else ""))
     return lines
 
 
+def _coerce_cli_strings(value, schema: dict):
+    """Parse strings where the schema wants numbers, booleans or lists.
+
+    Snakemake reads nested ``--config`` values (``hyperparameters={cnn: {epochs: 3}}``) with
+    YAML's base loader, which keeps every scalar a string.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {k: _coerce_cli_strings(v, properties.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce_cli_strings(v, schema.get("items", {})) for v in value]
+    wanted = schema.get("type", [])
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    if isinstance(value, str) and wanted & {"integer", "number", "boolean", "array", "null"}:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
     """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
     schema = yaml.safe_load(Path(schema_path).read_text())
-    errors = config_errors(config, schema)
+    config.update(_coerce_cli_strings(config, schema))
+    # The study's values are checked against the families' keys once its structure is valid.
+    errors = config_errors(config, schema) or sweeps.config_errors(config, schema)
     if errors:
         raise ConfigError(
             "invalid configuration (config/config.yaml or --config):\n"
@@ -59,11 +86,14 @@ def runs(config: dict) -> dict[str, dict[str, dict]]:
     """Every run to train, as {family: {run name: hyperparameters}}.
 
     The configuration's own hyperparameters are the run named "default"; a run's name is a
-    directory level of its own, so parameter studies add runs beside it.
+    directory level of its own, so parameter studies add runs beside it. A family with a
+    ``sweep`` trains its study's runs instead (see mnistflow.sweeps).
     """
+    studied = {}
+    for run in sweeps.study(config):
+        studied.setdefault(run.family, {})[run.name] = run.hyperparameters
     return {
-        family: {
-            DEFAULT_RUN: canonical({"seed": config["seed"], **config["hyperparameters"][family]})
-        }
+        family: studied.get(family)
+        or {DEFAULT_RUN: canonical({"seed": config["seed"], **config["hyperparameters"][family]})}
         for family in config["models"]
     }

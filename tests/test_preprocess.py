@@ -1,0 +1,84 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import synthetic_digits, write_idx_gz
+from mnistflow import preprocess
+from mnistflow.datasets import IDX_FILENAMES
+
+
+@pytest.fixture
+def raw(tmp_path):
+    write_idx_gz(tmp_path, *synthetic_digits(400, seed=1), prefix="train")
+    write_idx_gz(tmp_path, *synthetic_digits(100, seed=2), prefix="t10k")
+    return {role: tmp_path / name for role, name in IDX_FILENAMES.items()}
+
+
+def test_stratified_split_is_seeded_disjoint_and_balanced():
+    labels = np.repeat(np.arange(10), 50)
+    train, val = preprocess.stratified_split(labels, 100, seed=3)
+    again_train, again_val = preprocess.stratified_split(labels, 100, seed=3)
+    np.testing.assert_array_equal(val, again_val)
+    assert len(val) == 100 and len(train) == 400
+    assert not set(train) & set(val)
+    assert np.bincount(labels[val]).tolist() == [10] * 10
+    _, other_val = preprocess.stratified_split(labels, 100, seed=4)
+    assert set(other_val) != set(val)
+
+
+def test_validation_size_larger_than_training_set_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"split.validation_size=600 must be between 1 and 499"):
+        preprocess.stratified_split(np.zeros(500), 600, seed=0)
+
+
+def test_preprocess_writes_splits_and_provenance(raw, tmp_path):
+    out = tmp_path / "out" / "data.h5"
+    sizes = preprocess.preprocess(raw, out, dataset="synthetic", validation_size=50, seed=0)
+    assert sizes == {"train": 350, "val": 50, "test": 100}
+    x, y = preprocess.load_split(out, "val")
+    assert x.shape == (50, 28, 28) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and y.dtype == np.uint8
+    attrs = preprocess.read_attrs(out)
+    assert attrs["validation_size"] == 50 and attrs["split_seed"] == 0
+    assert attrs["normalisation"] == preprocess.NORMALISATION
+    assert set(json.loads(attrs["source_md5"])) == set(IDX_FILENAMES.values())
+    assert list(out.parent.iterdir()) == [out], "no temporary file left behind"
+
+
+def test_a_wrong_file_leaves_no_output(raw, tmp_path):
+    raw["train_images"], raw["train_labels"] = raw["train_labels"], raw["train_images"]
+    out = tmp_path / "out" / "data.h5"
+    with pytest.raises(ValueError, match="magic number 2049, expected 2051"):
+        preprocess.preprocess(raw, out, dataset="synthetic", validation_size=50, seed=0)
+    assert not out.exists()
+
+
+def test_preprocess_does_not_import_tensorflow(raw, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from mnistflow import preprocess; "
+        f"preprocess.preprocess({ {k: str(v) for k, v in raw.items()}!r}, Path({str(tmp_path / 'd.h5')!r}), "
+        "dataset='s', validation_size=50, seed=0); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+
+
+def _env():
+    import os
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    return {**os.environ, "PYTHONPATH": str(scripts)}
+
+
+def test_h5_file_layout(raw, tmp_path):
+    out = tmp_path / "data.h5"
+    preprocess.preprocess(raw, out, dataset="synthetic", validation_size=50, seed=0)
+    with h5py.File(out) as h5:
+        assert sorted(h5) == ["test", "train", "val"]
+        assert sorted(h5["train"]) == ["images", "labels"]

@@ -1,0 +1,129 @@
+"""Workflows through `snakemake --profile profiles/slurm` on a real one-node SLURM.
+
+tests/schedulers/slurm_up.sh starts slurmctld + slurmd + munged on localhost
+with two fake GPUs (gres.conf on character devices). What ran is checked in
+SLURM's own records (squeue --states=all / scontrol / sacct).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from schedulers.schedtest import (
+    EVIL_TAG,
+    assert_nothing_executed,
+    bring_up,
+    only,
+    read_env_record,
+    real_pipeline_available,
+    real_workdir,
+    run_snakemake,
+    start_snakemake,
+    toy_workdir,
+    wait_for,
+    wait_snakemake,
+)
+
+pytestmark = pytest.mark.scheduler
+
+# Poll soon after submitting (plugin default: 40 s) to keep the tests short.
+FAST = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm():
+    bring_up("slurm")
+
+
+def slurm_jobs(out: str) -> list[dict[str, str]]:
+    """This run's jobs as SLURM lists them: id, comment (rule + wildcards), state."""
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    listing = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%k|%T"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    jobs = []
+    for line in listing.splitlines():
+        jobid, comment, state = line.split("|")
+        rule = re.match(r"rule_([A-Za-z0-9]+)", comment.strip()).group(1)
+        jobs.append({"id": jobid.strip(), "rule": rule, "state": state.strip()})
+    return sorted(jobs, key=lambda j: int(j["id"]))
+
+
+def scontrol(jobid: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", jobid], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
+    work = toy_workdir(tmp_path)
+    out = run_snakemake(
+        work, "--profile", "profiles/slurm", *FAST,
+        "--config", "gpu=1", f"tag={EVIL_TAG}", timeout=300,
+    )
+    jobs = slurm_jobs(out)
+    # download is a localrule: it ran on the "login node", not through sbatch.
+    assert sorted(j["rule"] for j in jobs) == ["evaluate", "preprocess", "report", "train"]
+    assert all(j["state"] == "COMPLETED" for j in jobs), jobs
+
+    train = next(j for j in jobs if j["rule"] == "train")
+    info = scontrol(train["id"])
+    assert "gres:gpu:1" in info  # --gpus=1 reached SLURM
+    assert "NumCPUs=2" in info  # threads: 2 -> --cpus-per-task=2
+    assert "MinMemoryNode=300M" in info  # mem_mb
+    assert "TimeLimit=00:05:00" in info  # runtime
+    env = read_env_record(only(list((work / "results").glob("env_train_*.txt"))))
+    assert env["SLURM_JOB_ID"] == train["id"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"  # slurmd handed the job a (fake) GPU
+    prep = read_env_record(work / "results" / "env_preprocess.txt")
+    assert "CUDA_VISIBLE_DEVICES" not in prep  # no GPU asked, none given
+
+    assert_nothing_executed(tmp_path, Path.cwd())
+
+
+def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
+    work = toy_workdir(tmp_path)
+    target = "results/model_k.txt"
+    proc = start_snakemake(
+        work, "--profile", "profiles/slurm", *FAST,
+        "--config", "tag=k", "hang_once=600", target,
+    )
+
+    def running_train():
+        listing = subprocess.run(
+            ["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
+            capture_output=True, text=True,
+        ).stdout
+        ids = [ln.split("|")[0] for ln in listing.splitlines() if "rule_train" in ln]
+        return ids and (work / ".hang_marker").exists() and ids[0]
+
+    jobid = wait_for(running_train, 120, "the first train job to run")
+    subprocess.run(["scancel", jobid], check=True)
+    out = wait_snakemake(proc, 240)
+
+    trains = [j for j in slurm_jobs(out) if j["rule"] == "train"]
+    assert [j["state"] for j in trains] == ["CANCELLED", "COMPLETED"], trains
+    # The cancelled attempt's "partial" file was not kept: the retry rewrote it.
+    assert (work / target).read_text().strip() == "threads=2"
+
+
+@pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")
+def test_real_pipeline_through_the_profile(tmp_path):
+    work = real_workdir(tmp_path)
+    out = run_snakemake(
+        work, "--profile", "profiles/slurm", *FAST,
+        "--configfile", "config/scheduler-test.yaml", timeout=420,
+    )
+    jobs = slurm_jobs(out)
+    rules = {j["rule"] for j in jobs}
+    assert {"preprocess", "train", "evaluate", "report"} <= rules, jobs
+    assert "download" not in rules
+    assert all(j["state"] == "COMPLETED" for j in jobs), jobs
+    train = next(j for j in jobs if j["rule"] == "train")
+    assert "gres:gpu:1" in scontrol(train["id"])
+    assert (work / "results" / "mnist-sample" / "report.html").exists()

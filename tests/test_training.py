@@ -1,0 +1,187 @@
+"""Training and evaluation on small synthetic data, in-process (no Snakemake)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, synthetic_digits, write_idx_gz
+from mnistflow import preprocess
+from mnistflow.datasets import IDX_FILENAMES
+
+HP = {
+    "softmax": {
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "rmsprop",
+        "learning_rate": 0.01,
+        "schedule": "constant",
+        "seed": 1,
+    },
+    "mlp": {
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "schedule": "constant",
+        "hidden_units": 16,
+        "dropout": 0.1,
+        "seed": 1,
+    },
+    "cnn": {
+        "epochs": 2,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "schedule": "cosine",
+        "filters": [4, 8],
+        "dropout": 0.1,
+        "seed": 1,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("data")
+    write_idx_gz(tmp, *synthetic_digits(600, seed=1), prefix="train")
+    write_idx_gz(tmp, *synthetic_digits(200, seed=2), prefix="t10k")
+    raw = {role: tmp / name for role, name in IDX_FILENAMES.items()}
+    preprocess.preprocess(raw, tmp / "data.h5", dataset="synthetic", validation_size=100, seed=0)
+    return tmp / "data.h5"
+
+
+def train(data, family, out, hp=None):
+    from mnistflow import training
+
+    lines = []
+    rows = training.train(
+        data,
+        family,
+        hp or HP[family],
+        param_hdf5=out / "param.hdf5",
+        model_keras=out / "model.keras",
+        history=out / "history.csv",
+        log=lines.append,
+    )
+    return rows, lines
+
+
+@pytest.mark.parametrize("family", ["softmax", "mlp", "cnn"])
+def test_train_writes_history_log_and_models(data, tmp_path, family):
+    rows, lines = train(data, family, tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    with open(tmp_path / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    assert list(history[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+    assert float(history[-1]["val_accuracy"]) > 0.5, "synthetic digits are easy to learn"
+    epoch_lines = [line for line in lines if line.startswith("Epoch ")]
+    assert len(epoch_lines) == 2 and epoch_lines[0].startswith("Epoch 1/2 - ")
+    assert not any(ch in "".join(lines) for ch in "\r\x08\x1b"), "no progress-bar control chars"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "history.csv",
+        "model.keras",
+        "param.hdf5",
+    ]
+
+
+def test_param_hdf5_loads_into_the_seeds_own_code(data, tmp_path):
+    """The seed's estimate task: build the architecture itself, then load_weights('param.hdf5')."""
+    import keras
+
+    train(data, "softmax", tmp_path)
+    trained = keras.models.load_model(tmp_path / "model.keras")
+    seed_model = keras.Sequential()
+    seed_model.add(keras.layers.InputLayer(shape=(784,)))
+    seed_model.add(keras.layers.Dense(10, activation="softmax"))
+    seed_model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    seed_model.load_weights(str(tmp_path / "param.hdf5"))
+    x, _ = preprocess.load_split(data, "test")
+    x = x.reshape(len(x), 784)
+    np.testing.assert_allclose(seed_model.predict(x, verbose=0), trained.predict(x, verbose=0))
+
+
+def test_mlp_param_hdf5_loads_into_the_seed_mlp(data, tmp_path):
+    import keras
+
+    train(data, "mlp", tmp_path)
+    user = keras.Sequential(
+        [
+            keras.layers.Flatten(input_shape=(28, 28)),
+            keras.layers.Dense(units=16, activation="relu"),
+            keras.layers.Dense(units=10, activation="softmax"),
+        ]
+    )
+    user.load_weights(str(tmp_path / "param.hdf5"))
+    trained = keras.models.load_model(tmp_path / "model.keras")
+    x, _ = preprocess.load_split(data, "test")
+    np.testing.assert_allclose(user.predict(x, verbose=0), trained.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_evaluate_reports_seed_lines_metrics_and_figures(data, tmp_path):
+    from mnistflow import evaluation
+
+    train(data, "mlp", tmp_path)
+    lines = []
+    result = evaluation.evaluate(
+        data,
+        tmp_path / "param.hdf5",
+        "mlp",
+        HP["mlp"],
+        class_names=[str(i) for i in range(10)],
+        run="mlp/default",
+        metrics_json=tmp_path / "metrics.json",
+        confusion_png=tmp_path / "cm.png",
+        misclassified_png=tmp_path / "wrong.png",
+        log=lines.append,
+    )
+    assert lines[0].startswith("Test loss: ") and lines[1].startswith("Test accuracy: ")
+    assert float(lines[1].split(": ")[1]) == pytest.approx(result["test_accuracy"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert np.sum(saved["confusion_matrix"]) == 200
+    correct = np.trace(saved["confusion_matrix"]) / 200
+    assert saved["test_accuracy"] == pytest.approx(correct, abs=1e-6)
+    assert set(saved["per_class"]) == {str(i) for i in range(10)}
+    for png in ("cm.png", "wrong.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+TRAIN_IN_SUBPROCESS = """
+import sys
+from pathlib import Path
+from mnistflow import runtime
+runtime.configure(2, seed=7)
+from mnistflow import training
+hp = {hp!r}
+training.train({data!r}, "cnn", hp, param_hdf5=Path(sys.argv[1]) / "param.hdf5",
+               model_keras=Path(sys.argv[1]) / "model.keras", history=Path(sys.argv[1]) / "h.csv",
+               log=lambda line: None)
+"""
+
+
+def test_training_is_deterministic_for_a_seed_on_cpu(data, tmp_path):
+    import h5py
+
+    code = TRAIN_IN_SUBPROCESS.format(hp={**HP["cnn"], "seed": 7}, data=str(data))
+    env_path = str(REPO / "workflow" / "scripts")
+    weights = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        out.mkdir()
+        subprocess.run(
+            [sys.executable, "-c", code, str(out)],
+            check=True,
+            env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        )
+        with h5py.File(out / "param.hdf5") as h5:
+            arrays = []
+            h5.visititems(
+                lambda _, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+            weights.append(arrays)
+    assert len(weights[0]) > 0
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)

@@ -1,0 +1,293 @@
+"""Aggregate a parameter study: one row per setting, the winner per family, and plots.
+
+Selection is honest: settings are ranked on validation accuracy only (the last epoch's, i.e.
+of the weights that were saved and evaluated); test accuracy is reported beside the ranking
+and never used for it. With several seeds per setting, mean and sample standard deviation.
+No TensorFlow here: this reads the runs' history.csv and metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+from mnistflow import plots
+from mnistflow.atomic import write_text
+
+RUN_COLUMNS = ("family", "setting", "seed", "run", "val_accuracy", "test_accuracy", "winner")
+SETTING_COLUMNS = (
+    "family",
+    "rank",
+    "winner",
+    "setting",
+    "seeds",
+    "val_accuracy_mean",
+    "val_accuracy_std",
+    "val_gap_to_winner",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+)
+
+
+def read_run(run: dict) -> dict:
+    """One run's result: ``run`` holds family, run, setting, seed, metrics and history paths."""
+    metrics = json.loads(Path(run["metrics"]).read_text())
+    with open(run["history"], newline="") as handle:
+        last_epoch = list(csv.DictReader(handle))[-1]
+    hyperparameters = {k: v for k, v in metrics["hyperparameters"].items() if k != "seed"}
+    return {
+        "family": run["family"],
+        "setting": run["setting"],
+        "seed": run["seed"],
+        "run": run["run"],
+        "hyperparameters": hyperparameters,
+        "val_accuracy": float(last_epoch["val_accuracy"]),
+        "test_accuracy": float(metrics["test_accuracy"]),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """One row per (family, setting), ranked within its family by mean validation accuracy.
+
+    Families keep the order in which they first appear; ties rank by setting name.
+    """
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        grouped.setdefault((result["family"], result["setting"]), []).append(result)
+    rows = []
+    for (family, setting), runs in grouped.items():
+        val_mean, val_std = _mean_std([r["val_accuracy"] for r in runs])
+        test_mean, test_std = _mean_std([r["test_accuracy"] for r in runs])
+        rows.append(
+            {
+                "family": family,
+                "setting": setting,
+                "hyperparameters": runs[0]["hyperparameters"],
+                "seeds": len(runs),
+                "val_accuracy_mean": val_mean,
+                "val_accuracy_std": val_std,
+                "test_accuracy_mean": test_mean,
+                "test_accuracy_std": test_std,
+            }
+        )
+    family_order = {family: i for i, family in enumerate(dict.fromkeys(r["family"] for r in rows))}
+    rows.sort(key=lambda r: (family_order[r["family"]], -r["val_accuracy_mean"], r["setting"]))
+    rank, best = 0, {}
+    for row in rows:
+        is_first = row["family"] not in best
+        best.setdefault(row["family"], row["val_accuracy_mean"])
+        rank = 1 if is_first else rank + 1
+        row["rank"] = rank
+        row["winner"] = is_first
+        row["val_gap_to_winner"] = best[row["family"]] - row["val_accuracy_mean"]
+    return rows
+
+
+def swept_keys(rows: list[dict], family: str) -> list[str]:
+    """The hyperparameters that take more than one value among a family's settings."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        if row["family"] == family:
+            for key, value in row["hyperparameters"].items():
+                values.setdefault(key, set()).add(json.dumps(value))
+    return sorted(key for key, seen in values.items() if len(seen) > 1)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _csv(columns: Iterable[str], rows: Iterable[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = list(columns)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(column)) for column in columns])
+    return out.getvalue()
+
+
+def settings_csv(rows: list[dict]) -> str:
+    """The aggregate table, plus one column per swept hyperparameter (blank where unswept)."""
+    families = dict.fromkeys(row["family"] for row in rows)
+    keys = sorted({key for family in families for key in swept_keys(rows, family)})
+    flat = [
+        {**row, **{key: row["hyperparameters"].get(key) for key in swept_keys(rows, row["family"])}}
+        for row in rows
+    ]
+    return _csv([*SETTING_COLUMNS, *keys], flat)
+
+
+def runs_csv(results: list[dict], rows: list[dict]) -> str:
+    winners = {(row["family"], row["setting"]) for row in rows if row["winner"]}
+    return _csv(
+        RUN_COLUMNS,
+        ({**r, "winner": (r["family"], r["setting"]) in winners} for r in results),
+    )
+
+
+def _plus_minus(mean: float, std: float | None, seeds: int) -> str:
+    spread = f" ± {std:.4f}" if std is not None else ""
+    return f"{mean:.4f}{spread} (n={seeds})"
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """Per family: which setting won on validation accuracy, by how much, and its test accuracy."""
+    lines = []
+    for family in dict.fromkeys(row["family"] for row in rows):
+        ranked = [row for row in rows if row["family"] == family]
+        winner = ranked[0]
+        line = f"{family}: {winner['setting']} wins with validation accuracy " + _plus_minus(
+            winner["val_accuracy_mean"], winner["val_accuracy_std"], winner["seeds"]
+        )
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            margin = runner_up["val_gap_to_winner"]
+            line += f", {margin:.4f} ahead of {runner_up['setting']}"
+            stds = (winner["val_accuracy_std"], runner_up["val_accuracy_std"])
+            noise = max((std for std in stds if std), default=0.0)
+            if margin < noise:
+                line += " (less than one standard deviation: within seed noise)"
+        line += "; its test accuracy: " + _plus_minus(
+            winner["test_accuracy_mean"], winner["test_accuracy_std"], winner["seeds"]
+        )
+        lines.append(line + f" ({len(ranked)} settings compared)")
+    return lines
+
+
+def _axis_values(values: list) -> tuple[list, bool]:
+    """Plot positions for a hyperparameter's values, and whether the axis is numeric."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric:
+        return values, True
+    labels = sorted({json.dumps(v) for v in values})
+    return [labels.index(json.dumps(v)) for v in values], False
+
+
+def plot_validation_accuracy(rows: list[dict], results: list[dict], dest: str | Path) -> None:
+    """Per family and swept hyperparameter: validation accuracy (mean ± std, and each seed).
+
+    Settings that agree on the other swept hyperparameters are joined by a line; the winner
+    is starred.
+    """
+    import matplotlib.pyplot as plt
+
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    panels = {family: swept_keys(rows, family) or ["setting"] for family in families}
+    columns = max(len(keys) for keys in panels.values())
+    fig, axes = plt.subplots(
+        len(families), columns, figsize=(5 * columns, 3.8 * len(families)), squeeze=False
+    )
+    for family, family_axes in zip(families, axes, strict=True):
+        family_rows = [row for row in rows if row["family"] == family]
+        seeds = {}
+        for result in results:
+            if result["family"] == family:
+                seeds.setdefault(result["setting"], []).append(result["val_accuracy"])
+        for ax, key in zip(family_axes, panels[family], strict=False):
+            _plot_panel(ax, family, key, panels[family], family_rows, seeds)
+        for ax in family_axes[len(panels[family]) :]:
+            ax.axis("off")
+    fig.tight_layout()
+    plots._save(fig, dest)
+
+
+def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], seeds: dict):
+    def value(row, k):
+        return row["setting"] if k == "setting" else row["hyperparameters"].get(k)
+
+    x_all, numeric = _axis_values([value(row, key) for row in rows])
+    x_of = {row["setting"]: x for row, x in zip(rows, x_all, strict=True)}
+    others = [k for k in keys if k != key]
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        label = ", ".join(f"{k}={_cell(value(row, k))}" for k in others)
+        series.setdefault(label, []).append(row)
+    for label, members in sorted(series.items()):
+        members.sort(key=lambda row: x_of[row["setting"]])
+        xs = [x_of[row["setting"]] for row in members]
+        line = ax.errorbar(
+            xs,
+            [row["val_accuracy_mean"] for row in members],
+            yerr=[row["val_accuracy_std"] or 0.0 for row in members],
+            marker="o",
+            capsize=3,
+            label=label or None,
+        )
+        colour = line.lines[0].get_color()
+        for row in members:
+            points = seeds.get(row["setting"], [])
+            ax.scatter([x_of[row["setting"]]] * len(points), points, s=10, alpha=0.35, c=colour)
+    for row in rows:
+        if row["winner"]:
+            ax.scatter(
+                [x_of[row["setting"]]],
+                [row["val_accuracy_mean"]],
+                marker="*",
+                s=260,
+                c="gold",
+                edgecolors="black",
+                zorder=5,
+                label="winner",
+            )
+    if numeric:
+        positive = [x for x in x_all if x > 0]
+        if len(positive) == len(x_all) and max(positive) / min(positive) >= 10:
+            ax.set_xscale("log")
+    else:
+        labels = sorted({json.dumps(value(row, key)) for row in rows})
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels([label.strip('"') for label in labels], rotation=30, ha="right")
+    ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
+    if len(series) <= 8:
+        ax.legend(fontsize=7)
+
+
+def aggregate(
+    runs: list[dict],
+    *,
+    settings_dest: str | Path,
+    runs_dest: str | Path,
+    plot_dest: str | Path,
+    summary_dest: str | Path,
+) -> list[str]:
+    """Read every run, write the tables, the plot and the summary; return the summary lines."""
+    results = [read_run(run) for run in runs]
+    rows = summarise(results)
+    write_text(settings_dest, settings_csv(rows))
+    write_text(runs_dest, runs_csv(results, rows))
+    plot_validation_accuracy(rows, results, plot_dest)
+    lines = summary_lines(rows)
+    write_text(summary_dest, "\n".join(lines) + "\n")
+    return lines
+
+
+def read_settings(path: str | Path) -> list[dict]:
+    """The settings table as written by ``aggregate`` (strings; blanks for missing)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def format_mean_std(row: dict, metric: str) -> str:
+    """``0.9123 ± 0.0040`` from a settings-table row (as read back from the CSV)."""
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if not mean or math.isnan(float(mean)):
+        return ""
+    return f"{float(mean):.4f}" + (f" ± {float(std):.4f}" if std else "")

@@ -1,0 +1,171 @@
+"""Parameter studies: expand the config's ``sweep`` section into runs with stable, readable names.
+
+A family's study is the union of its grid (every combination of the listed values) and its
+explicit settings, each trained once per seed. A setting only lists the hyperparameters it
+changes; the rest come from the family's ``hyperparameters`` in the config. A run is named
+after what it changes, with keys sorted, so reordering keys or values renames nothing:
+
+    batch_size=64+learning_rate=0.01+seed=1   (directory results/<dataset>/<family>/<name>/)
+
+The setting ``{}`` (the config's own hyperparameters) is named ``base``. Names that would be
+too long or hold unusual characters become ``h<10 hex digits>``, a hash of the setting; the
+hyperparameters are always in the run's ``metrics.json`` and the study's ``runs.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+
+import jsonschema
+
+BASE_SETTING = "base"
+MAX_SETTING_NAME = 120  # characters; keeps run directories well below file-name limits
+NAME_PART = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    family: str
+    name: str  # the run's directory name: "<setting>+seed=<seed>"
+    setting: str  # the setting's name: what all seeds of one setting share
+    overrides: dict  # the hyperparameters this setting changes, keys sorted
+    seed: int
+    hyperparameters: dict  # everything the run trains with, seed included, keys sorted
+
+
+def _format_value(value) -> str | None:
+    """A value as it appears in a name, or None when it cannot appear there readably."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        text = "-".join(repr(v) for v in value)  # e.g. cnn filters [32, 64] -> 32-64
+    else:
+        return None
+    return text if NAME_PART.fullmatch(text) else None
+
+
+def setting_name(overrides: dict) -> str:
+    """``key=value`` pairs joined by ``+``, keys sorted; a hash when that would be unreadable."""
+    if not overrides:
+        return BASE_SETTING
+    parts = [(key, _format_value(overrides[key])) for key in sorted(overrides)]
+    name = "+".join(f"{key}={text}" for key, text in parts)
+    if all(text is not None for _, text in parts) and len(name) <= MAX_SETTING_NAME:
+        return name
+    canonical_json = json.dumps(overrides, sort_keys=True, separators=(",", ":"))
+    return "h" + hashlib.sha1(canonical_json.encode()).hexdigest()[:10]
+
+
+def run_name(setting: str, seed: int) -> str:
+    return f"{setting}+seed={seed}"
+
+
+def family_settings(family_sweep: dict) -> list[dict]:
+    """The grid's combinations and the explicit settings, each once, sorted by name."""
+    grid = family_sweep.get("grid") or {}
+    keys = sorted(grid)
+    settings = (
+        [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(grid[key] for key in keys))
+        ]
+        if grid
+        else []
+    )
+    settings += family_sweep.get("settings") or []
+    unique = {}
+    for overrides in settings:
+        overrides = {key: overrides[key] for key in sorted(overrides)}
+        name = setting_name(overrides)
+        if unique.setdefault(name, overrides) != overrides:
+            raise ValueError(f"settings {unique[name]} and {overrides} would share the name {name}")
+    return [unique[name] for name in sorted(unique)]
+
+
+def seeds(config: dict) -> list[int]:
+    """The seeds every setting is trained with: ``sweep.seeds``, else the config's ``seed``."""
+    return sorted(set(config.get("sweep", {}).get("seeds") or [config["seed"]]))
+
+
+def swept_families(config: dict) -> list[str]:
+    """Families with a study, in the order of ``models``."""
+    families = config.get("sweep", {}).get("families") or {}
+    return [family for family in config["models"] if family in families]
+
+
+def study(config: dict) -> list[SweepRun]:
+    """Every run of the study, by family (in ``models`` order), then setting and seed."""
+    runs = []
+    for family in swept_families(config):
+        base = config["hyperparameters"].get(family, {})
+        for overrides in family_settings(config["sweep"]["families"][family]):
+            setting = setting_name(overrides)
+            for seed in seeds(config):
+                hyperparameters = {**base, **overrides, "seed": seed}
+                runs.append(
+                    SweepRun(
+                        family=family,
+                        name=run_name(setting, seed),
+                        setting=setting,
+                        overrides=overrides,
+                        seed=seed,
+                        hyperparameters={k: hyperparameters[k] for k in sorted(hyperparameters)},
+                    )
+                )
+    return runs
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """What the schema cannot say about a study: values checked like the family's own keys.
+
+    Expects a config that passed the schema. One line per problem, like settings.config_errors.
+    """
+    sweep = config.get("sweep") or {}
+    families = sweep.get("families") or {}
+    lines = []
+    for family, family_sweep in families.items():
+        where = f"sweep.families.{family}"
+        if family not in config.get("models", []):
+            lines.append(
+                f"  {where}: {family} is not in models {config.get('models')}; "
+                "add it there to run its study"
+            )
+        properties = schema["properties"]["hyperparameters"]["properties"][family]["properties"]
+        allowed = sorted(key for key in properties if key != "seed")
+        entries = [
+            (f"{where}.grid.{key}.{i}", key, value)
+            for key, values in (family_sweep.get("grid") or {}).items()
+            for i, value in enumerate(values)
+        ] + [
+            (f"{where}.settings.{i}.{key}", key, value)
+            for i, setting in enumerate(family_sweep.get("settings") or [])
+            for key, value in setting.items()
+        ]
+        for path, key, value in entries:
+            if key == "seed":
+                lines.append(f"  {path}: seeds are set by sweep.seeds, not per setting")
+            elif key not in properties:
+                lines.append(
+                    f"  {path}: unknown hyperparameter (allowed keys: {', '.join(allowed)})"
+                )
+            else:
+                error = jsonschema.exceptions.best_match(
+                    jsonschema.Draft202012Validator(properties[key]).iter_errors(value)
+                )
+                if error is not None:
+                    lines.append(f"  {path}: {error.message}")
+        if not family_sweep.get("grid") and not family_sweep.get("settings"):
+            lines.append(f"  {where}: needs a grid or settings (settings: [{{}}] is the base run)")
+        try:
+            family_settings(family_sweep)
+        except ValueError as error:
+            lines.append(f"  {where}: {error}")
+    return lines
