@@ -18,7 +18,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         report_html(config["dataset"]),
         sweep_outputs(config["dataset"]).values(),
-    default_target: True

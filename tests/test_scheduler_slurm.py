@@ -91,7 +91,7 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
     target = "results/model_k.txt"
     proc = start_snakemake(
         work, "--profile", "profiles/slurm", *FAST,
-        "--config", "tag=k", "hang_once=600", target,
+        target, "--config", "tag=k", "hang_once=600",
     )
 
     def running_train():
@@ -102,7 +102,7 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
         ids = [ln.split("|")[0] for ln in listing.splitlines() if "rule_train" in ln]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
-    jobid = wait_for(running_train, 120, "the first train job to run")
+    jobid = wait_for(running_train, 120, "the first train job to run", proc)
     subprocess.run(["scancel", jobid], check=True)
     out = wait_snakemake(proc, 240)
 

@@ -92,7 +92,7 @@ def test_killed_job_is_retried_and_its_partial_output_discarded(tmp_path):
     work = toy_workdir(tmp_path)
     target = "results/model_k.txt"
     proc = start_snakemake(
-        work, "--profile", "profiles/uge", *FAST, "--config", "tag=k", "hang_once=600", target
+        work, "--profile", "profiles/uge", *FAST, target, "--config", "tag=k", "hang_once=600"
     )
 
     def running_train():
@@ -101,7 +101,7 @@ def test_killed_job_is_retried_and_its_partial_output_discarded(tmp_path):
                if len(f) > 4 and f[2].startswith("train") and f[4] == "r"]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
-    jobid = wait_for(running_train, 120, "the first train job to run")
+    jobid = wait_for(running_train, 120, "the first train job to run", proc)
     subprocess.run(["qdel", jobid], check=True, capture_output=True)
     out = wait_snakemake(proc, 240)
 

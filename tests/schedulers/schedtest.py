@@ -90,32 +90,47 @@ def real_workdir(tmp_path: Path) -> Path:
 
 
 def start_snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
+    """Start snakemake in workdir; its output goes to workdir/../snakemake.out.
+
+    A file, not a pipe: a pipe nobody reads while the test polls the
+    scheduler would fill up and stall snakemake.
+    """
+    log = open(workdir.parent / "snakemake.out", "w+")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
         start_new_session=True,  # so a timeout can stop snakemake and its children
     )
+    proc.log = log
+    return proc
+
+
+def _output(proc: subprocess.Popen) -> str:
+    proc.log.seek(0)
+    return proc.log.read()
 
 
 def wait_snakemake(proc: subprocess.Popen, timeout: float, check: bool = True) -> str:
     """Wait for a run; fail clearly instead of hanging when it does not end."""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGINT)  # lets snakemake cancel its cluster jobs
         try:
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
+            proc.wait()
         pytest.fail(
             f"snakemake did not finish within {timeout:.0f} s (a status command that never "
-            f"reports a finished job waits forever):\n{out[-6000:]}"
+            f"reports a finished job waits forever):\n{_output(proc)[-6000:]}"
         )
+    out = _output(proc)
+    proc.log.close()
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake exited {proc.returncode}:\n{out[-8000:]}")
     return out
@@ -125,14 +140,16 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 240, env=None, che
     return wait_snakemake(start_snakemake(workdir, *args, env=env), timeout, check)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll predicate() until it returns something truthy."""
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    """Poll predicate() until it returns something truthy (fail early if proc ends)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(interval)
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"snakemake ended while waiting for {what}:\n{_output(proc)[-6000:]}")
+        time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 

@@ -10,7 +10,9 @@ sys.path.insert(0, str(PACKAGE_DIR))
 
 from mnistflow import datasets, settings  # noqa: E402
 
-settings.validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), validate)
+settings.validate_config(
+    config, workflow.source_path("../schemas/config.schema.yaml"), validate
+)
 
 DATASET = datasets.get_dataset(config["dataset"])
 RUNS = settings.runs(config)  # {family: {run name: hyperparameters}}

@@ -8,6 +8,8 @@ rule download:
         list(raw_files("{dataset}").values()),
     log:
         "logs/{dataset}/download.log",
+    conda:
+        "../envs/python.yaml"
     params:
         mirrors=config["download"]["mirrors"],
         default_mirrors=config["download"]["default_mirrors"],

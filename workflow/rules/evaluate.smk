@@ -19,18 +19,22 @@ rule evaluate:
         "results/{dataset}/{family}/{run}/evaluate.log",
     benchmark:
         "results/{dataset}/{family}/{run}/evaluate.benchmark.tsv"
-    params:
-        hyperparameters=hyperparameters,
-        class_names=lambda wildcards: datasets.get_dataset(wildcards.dataset).class_names,
+    group:
+        sweep_group
+    conda:
+        "../envs/tensorflow.yaml"
+    container:
+        config["container"]
     threads: step_threads("evaluate")
     resources:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
         gpu=config["resources"]["evaluate"]["gpu"],
         gpu_model=config["resources"]["evaluate"]["gpu_model"],
-    group:
-        sweep_group
-    container:
-        config["container"]
+    params:
+        hyperparameters=hyperparameters,
+        class_names=lambda wildcards: datasets.get_dataset(
+            wildcards.dataset
+        ).class_names,
     script:
         "../scripts/evaluate.py"

@@ -8,14 +8,16 @@ rule preprocess:
         "logs/{dataset}/preprocess.log",
     benchmark:
         "logs/{dataset}/preprocess.benchmark.tsv"
+    conda:
+        "../envs/python.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         validation_size=lambda wildcards: (
             config["split"]["validation_size"]
             or datasets.get_dataset(wildcards.dataset).validation_size
         ),
         seed=config["split"]["seed"],
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/preprocess.py"

@@ -2,8 +2,12 @@ rule report:
     input:
         metrics=lambda wildcards: run_outputs(wildcards.dataset, "metrics.json"),
         history=lambda wildcards: run_outputs(wildcards.dataset, "history.csv"),
-        confusion=lambda wildcards: run_outputs(wildcards.dataset, "confusion_matrix.png"),
-        misclassified=lambda wildcards: run_outputs(wildcards.dataset, "misclassified.png"),
+        confusion=lambda wildcards: run_outputs(
+            wildcards.dataset, "confusion_matrix.png"
+        ),
+        misclassified=lambda wildcards: run_outputs(
+            wildcards.dataset, "misclassified.png"
+        ),
         code=package_sources("report", "plots", "aggregate"),
         sweep=lambda wildcards: list(sweep_outputs(wildcards.dataset).values()),
     output:
@@ -14,14 +18,16 @@ rule report:
         ),
     log:
         "logs/{dataset}/report.log",
+    conda:
+        "../envs/python.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         runs=lambda wildcards: [
             f"{family}/{run}" for family, runs in RUNS.items() for run in runs
         ],
-        config=config,
+        config=settings.canonical_config(config),
         sweep=lambda wildcards: sweep_outputs(wildcards.dataset),
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/report.py"

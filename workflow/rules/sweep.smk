@@ -3,6 +3,9 @@
 # study's threads and job group, and the aggregate of the runs.
 from mnistflow import sweeps
 
+# Kept in one fixed order, so that reordering the study in the config reruns nothing (the
+# report's params hold the whole config, and Snakemake compares params by their repr).
+config["sweep"] = sweeps.canonical_sweep(config["sweep"])
 SWEEP = sweeps.study(config)  # [SweepRun], by family, setting, seed
 SWEPT_FAMILIES = {run.family for run in SWEEP}
 
@@ -27,8 +30,13 @@ def sweep_outputs(dataset):
     """The aggregate's files, keyed by name; empty without a study."""
     if not SWEEP:
         return {}
-    names = ("settings.csv", "runs.csv", "validation_accuracy.png", "summary.txt")
-    return {name.split(".")[0]: f"results/{dataset}/sweep/{name}" for name in names}
+    names = {
+        "settings": "settings.csv",
+        "runs": "runs.csv",
+        "plot": "validation_accuracy.png",
+        "summary": "summary.txt",
+    }
+    return {key: f"results/{dataset}/sweep/{name}" for key, name in names.items()}
 
 
 def sweep_run_outputs(dataset, name):

@@ -10,17 +10,19 @@ rule train:
         "results/{dataset}/{family}/{run}/train.log",
     benchmark:
         "results/{dataset}/{family}/{run}/train.benchmark.tsv"
-    params:
-        hyperparameters=hyperparameters,
+    group:
+        sweep_group
+    conda:
+        "../envs/tensorflow.yaml"
+    container:
+        config["container"]
     threads: step_threads("train")
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=config["resources"]["train"]["runtime"],
         gpu=config["resources"]["train"]["gpu"],
         gpu_model=config["resources"]["train"]["gpu_model"],
-    group:
-        sweep_group
-    container:
-        config["container"]
+    params:
+        hyperparameters=hyperparameters,
     script:
         "../scripts/train.py"

@@ -13,7 +13,8 @@ Fugaku user guide and real command output:
   sets CUDA_VISIBLE_DEVICES=0..N-1, as a GPU PJM site would.
 * elapse: a job past its limit gets SIGXCPU, then SIGKILL after
   PJM_SIM_KILL_GRACE seconds (default 10, like PJM); it ends as EXT with
-  PJM code (PC) 11.
+  PJM code (PC) 11. PJM_SIM_ELAPSE_SCALE (default 1) multiplies the limits
+  actually enforced, so tests need not wait a whole minute.
 * pjstat [-H] [-v] [--choose cols] [jobid...]: live list or history (-H) in
   PJM's column layout; states ACC/QUE/RUN/EXT/CCL/ERR/RJT.
 * pjdel jobid...: cancels; the job ends as CCL with PC 1.
@@ -276,9 +277,11 @@ def run_job(jobid: str) -> None:
     if cancelled:  # pjdel came between our start and recording the pgid
         _killpg(proc.pid, signal.SIGKILL)
     grace = float(os.environ.get("PJM_SIM_KILL_GRACE", "10"))
+    # Tests shrink time: the smallest elapse Snakemake can ask for is a minute.
+    limit = job["elapse_lim"] * float(os.environ.get("PJM_SIM_ELAPSE_SCALE", "1"))
     pc = 0
     try:
-        ec = proc.wait(timeout=job["elapse_lim"])
+        ec = proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
         pc = 11  # PJM code 11: elapse limit exceeded
         _killpg(proc.pid, signal.SIGXCPU)

@@ -102,6 +102,11 @@ def swept_keys(rows: list[dict], family: str) -> list[str]:
     return sorted(key for key, seen in values.items() if len(seen) > 1)
 
 
+def hyperparameter_text(value) -> str:
+    """A hyperparameter as written in the config: 0.001, 1e-05, [32, 64], adam."""
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -126,13 +131,18 @@ def _csv(columns: Iterable[str], rows: Iterable[dict]) -> str:
 
 def settings_csv(rows: list[dict]) -> str:
     """The aggregate table, plus one column per swept hyperparameter (blank where unswept)."""
-    families = dict.fromkeys(row["family"] for row in rows)
-    keys = sorted({key for family in families for key in swept_keys(rows, family)})
+    swept = {row["family"]: swept_keys(rows, row["family"]) for row in rows}
     flat = [
-        {**row, **{key: row["hyperparameters"].get(key) for key in swept_keys(rows, row["family"])}}
+        {
+            **row,
+            **{
+                key: hyperparameter_text(row["hyperparameters"][key])
+                for key in swept[row["family"]]
+            },
+        }
         for row in rows
     ]
-    return _csv([*SETTING_COLUMNS, *keys], flat)
+    return _csv([*SETTING_COLUMNS, *sorted(set().union(*swept.values()))], flat)
 
 
 def runs_csv(results: list[dict], rows: list[dict]) -> str:
@@ -154,21 +164,20 @@ def summary_lines(rows: list[dict]) -> list[str]:
     for family in dict.fromkeys(row["family"] for row in rows):
         ranked = [row for row in rows if row["family"] == family]
         winner = ranked[0]
-        line = f"{family}: {winner['setting']} wins with validation accuracy " + _plus_minus(
-            winner["val_accuracy_mean"], winner["val_accuracy_std"], winner["seeds"]
-        )
+        val = _plus_minus(winner["val_accuracy_mean"], winner["val_accuracy_std"], winner["seeds"])
+        line = f"{family}: {winner['setting']} wins among {len(ranked)} settings: "
+        line += f"validation accuracy {val}"
         if len(ranked) > 1:
             runner_up = ranked[1]
             margin = runner_up["val_gap_to_winner"]
             line += f", {margin:.4f} ahead of {runner_up['setting']}"
             stds = (winner["val_accuracy_std"], runner_up["val_accuracy_std"])
-            noise = max((std for std in stds if std), default=0.0)
-            if margin < noise:
-                line += " (less than one standard deviation: within seed noise)"
-        line += "; its test accuracy: " + _plus_minus(
+            if margin < max((std for std in stds if std), default=0.0):
+                line += " (within seed noise: less than one standard deviation)"
+        test = _plus_minus(
             winner["test_accuracy_mean"], winner["test_accuracy_std"], winner["seeds"]
         )
-        lines.append(line + f" ({len(ranked)} settings compared)")
+        lines.append(f"{line}; its test accuracy: {test}")
     return lines
 
 
@@ -218,9 +227,9 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
     others = [k for k in keys if k != key]
     series: dict[str, list[dict]] = {}
     for row in rows:
-        label = ", ".join(f"{k}={_cell(value(row, k))}" for k in others)
+        label = ", ".join(f"{k}={hyperparameter_text(value(row, k))}" for k in others)
         series.setdefault(label, []).append(row)
-    for label, members in sorted(series.items()):
+    for label, members in sorted(series.items(), key=lambda item: _sort_key(item[1][0], others)):
         members.sort(key=lambda row: x_of[row["setting"]])
         xs = [x_of[row["setting"]] for row in members]
         line = ax.errorbar(
@@ -251,6 +260,10 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
         positive = [x for x in x_all if x > 0]
         if len(positive) == len(x_all) and max(positive) / min(positive) >= 10:
             ax.set_xscale("log")
+        ticks = sorted(set(x_all))
+        if len(ticks) <= 10:  # label the values tried, not round numbers between them
+            ax.set_xticks(ticks, [hyperparameter_text(x) for x in ticks])
+            ax.minorticks_off()
     else:
         labels = sorted({json.dumps(value(row, key)) for row in rows})
         ax.set_xticks(range(len(labels)))
@@ -258,6 +271,14 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
     ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
     if len(series) <= 8:
         ax.legend(fontsize=7)
+
+
+def _sort_key(row: dict, keys: list[str]) -> tuple:
+    """Numbers by value, anything else by its text: series in a natural order."""
+    values = [row["hyperparameters"].get(key) for key in keys]
+    return tuple(
+        (0, v, "") if isinstance(v, int | float) else (1, 0, json.dumps(v)) for v in values
+    )
 
 
 def aggregate(

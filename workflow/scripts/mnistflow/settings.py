@@ -82,6 +82,19 @@ def canonical(hp: dict) -> dict:
     return {key: hp[key] for key in sorted(hp)}
 
 
+def canonical_config(value):
+    """``value`` with the keys of every mapping sorted: the config's order is not meaningful.
+
+    For params: Snakemake compares them by repr, and the order of the config's keys depends
+    on the order of its files and overrides.
+    """
+    if isinstance(value, dict):
+        return {key: canonical_config(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical_config(item) for item in value]
+    return value
+
+
 def runs(config: dict) -> dict[str, dict[str, dict]]:
     """Every run to train, as {family: {run name: hyperparameters}}.
 

@@ -90,6 +90,44 @@ def family_settings(family_sweep: dict) -> list[dict]:
     return [unique[name] for name in sorted(unique)]
 
 
+def _value_order(value) -> tuple:
+    """Numbers by value, anything else by its JSON text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, json.dumps(value, sort_keys=True))
+
+
+def canonical_sweep(sweep: dict) -> dict:
+    """The study in one fixed order: keys, grid values, seeds and settings sorted, no duplicates.
+
+    Snakemake compares params by their repr, so the workflow keeps this form in its config:
+    reordering the study in the config file then reruns nothing.
+    """
+    result = {}
+    for key in sorted(sweep):
+        value = sweep[key]
+        if key == "seeds":
+            value = sorted(set(value))
+        elif key == "families":
+            value = {family: _canonical_family(value[family]) for family in sorted(value)}
+        result[key] = value
+    return result
+
+
+def _canonical_family(family_sweep: dict) -> dict:
+    result = {}
+    if "grid" in family_sweep:
+        grid = family_sweep["grid"]
+        result["grid"] = {
+            key: sorted({json.dumps(v): v for v in grid[key]}.values(), key=_value_order)
+            for key in sorted(grid)
+        }
+    if "settings" in family_sweep:
+        unique = {setting_name(s): {k: s[k] for k in sorted(s)} for s in family_sweep["settings"]}
+        result["settings"] = [unique[name] for name in sorted(unique)]
+    return result
+
+
 def seeds(config: dict) -> list[int]:
     """The seeds every setting is trained with: ``sweep.seeds``, else the config's ``seed``."""
     return sorted(set(config.get("sweep", {}).get("seeds") or [config["seed"]]))

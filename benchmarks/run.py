@@ -1,0 +1,177 @@
+"""Benchmarks of the workflow on the real MNIST; prints a table of medians and ratios.
+
+    python benchmarks/run.py --mnist ../shared/data/mnist [--repeats 3] [--skip-cnn]
+
+1. Pipeline overhead: the softmax run through `snakemake -j2` (data already downloaded:
+   preprocess, train, evaluate, report) against benchmarks/plain_softmax.py doing the same
+   work in one script. Target: ratio <= 1.25.
+2. No-op: `snakemake -j4` on an up-to-date workflow. Target: < 2 s.
+3. CNN: training time until the test accuracy first reaches 99.0% (checked after every epoch),
+   for the keras-io mnist_convnet example and for the workflow's cnn with its default
+   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.2%.
+All runs happen in a scratch copy of the workflow; nothing is written to the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def snakemake_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", *args]
+
+
+def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
+    from conftest import copy_workflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = copy_workflow(Path(tmp) / "workflow")
+        config_path = workdir / "config" / "config.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        config.update(
+            models=["softmax"], download={"mirrors": [str(mnist)], "default_mirrors": False}
+        )
+        config_path.write_text(yaml.safe_dump(config))
+        from mnistflow.datasets import IDX_FILENAMES
+
+        raw = [f"resources/mnist/{name}" for name in IDX_FILENAMES.values()]
+        subprocess.run(snakemake_command("-j2", *raw), cwd=workdir, check=True, capture_output=True)
+        pipeline, plain = [], []
+        for _ in range(repeats):  # alternate, so drifting machine load hits both alike
+            shutil.rmtree(workdir / "results", ignore_errors=True)
+            pipeline.append(timed(snakemake_command("-j2"), workdir))
+            plain.append(
+                timed(
+                    [
+                        sys.executable,
+                        str(REPO / "benchmarks" / "plain_softmax.py"),
+                        str(workdir / "resources" / "mnist"),
+                        str(Path(tmp) / "plain"),
+                    ],
+                    workdir,
+                )
+            )
+        noop = [timed(snakemake_command("-j4"), workdir) for _ in range(max(5, repeats))]
+    pipe, base = statistics.median(pipeline), statistics.median(plain)
+    return [
+        ("softmax pipeline, snakemake -j2 (s)", pipe, ""),
+        ("softmax plain script (s)", base, ""),
+        ("pipeline / plain", pipe / base, "<= 1.25"),
+        ("up-to-date snakemake -j4 no-op (s)", statistics.median(noop), "< 2"),
+    ]
+
+
+def time_to_accuracy(model, x_train, y_train, x_test, y_test, batch_size, epochs, target):
+    """Fit epoch by epoch; training seconds when test accuracy first reaches target."""
+    trained, reached, accuracy = 0.0, None, 0.0
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.fit(x_train, y_train, batch_size=batch_size, epochs=1, verbose=0)
+        trained += time.perf_counter() - start
+        accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1]
+        if reached is None and accuracy >= target:
+            reached = trained
+    return reached, accuracy, trained
+
+
+def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
+    from mnistflow import runtime
+
+    runtime.configure(2)
+    import keras_io_convnet
+    import numpy as np
+
+    from mnistflow import idx, models, preprocess, settings
+
+    images, labels = idx.read_pair(
+        mnist / "train-images-idx3-ubyte.gz", mnist / "train-labels-idx1-ubyte.gz"
+    )
+    train_idx, _ = preprocess.stratified_split(labels, 5000, seed=0)
+    x_train = preprocess.normalise(images[train_idx])[..., None]
+    y_train = labels[train_idx]
+    test_images, y_test = idx.read_pair(
+        mnist / "t10k-images-idx3-ubyte.gz", mnist / "t10k-labels-idx1-ubyte.gz"
+    )
+    x_test = preprocess.normalise(test_images)[..., None]
+    hp = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["hyperparameters"]["cnn"]
+    hp = settings.canonical(hp)
+    steps = int(np.ceil(len(y_train) / hp["batch_size"]))
+
+    reference, ours, final = [], [], []
+    for repeat in range(repeats):
+        keras_model = keras_io_convnet.build()
+        reached, _, _ = time_to_accuracy(
+            keras_model,
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            keras_io_convnet.BATCH_SIZE,
+            keras_io_convnet.MAX_EPOCHS,
+            0.99,
+        )
+        reference.append(reached if reached is not None else float("inf"))
+        cnn = models.compile_model(models.build_model("cnn", hp), hp, steps)
+        reached, accuracy, _ = time_to_accuracy(
+            cnn, x_train, y_train, x_test, y_test, hp["batch_size"], hp["epochs"], 0.99
+        )
+        ours.append(reached if reached is not None else float("inf"))
+        final.append(accuracy)
+        print(
+            f"  repeat {repeat + 1}: keras-io {reference[-1]:.1f} s, cnn {ours[-1]:.1f} s, "
+            f"cnn final accuracy {accuracy:.4f}",
+            file=sys.stderr,
+        )
+    ref, own = statistics.median(reference), statistics.median(ours)
+    return [
+        ("keras-io mnist_convnet: train s to 99.0%", ref, ""),
+        ("workflow cnn (default config): train s to 99.0%", own, ""),
+        ("cnn / keras-io", own / ref, "<= 0.2"),
+        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.992"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--mnist",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "mnist",
+        help="directory with the four MNIST IDX .gz files",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-cnn", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    if not args.skip_pipeline:
+        rows += pipeline_rows(args.mnist.resolve(), args.repeats)
+    if not args.skip_cnn:
+        rows += cnn_rows(args.mnist.resolve(), max(1, args.repeats // 3))
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'measure (median of repeats)':<{width}}  {'value':>9}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>9.3f}  {target}")
+
+
+if __name__ == "__main__":
+    main()

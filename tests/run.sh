@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need, brings up the local test
+# schedulers (SLURM, Grid Engine; needs root and Debian's apt), runs the linters and pytest.
+# Scheduler tests skip with a reason where a scheduler could not be brought up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    for scheduler in slurm gridengine; do
+        timeout 600 bash "tests/schedulers/${scheduler}_up.sh" \
+            || echo "WARNING: could not bring up ${scheduler}; its tests will be skipped"
+    done
+fi
+
+echo "== linters"
+ruff check .
+ruff format --check .
+snakefmt --check .
+snakemake --lint --config dataset=mnist-sample
+
+echo "== pytest"
+python3 -m pytest -ra "$@"
