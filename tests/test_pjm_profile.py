@@ -106,6 +106,8 @@ def test_elapse_from_runtime_minutes(runtime, elapse):
 def test_apptainer_is_detected_from_the_job_command():
     assert pjm_lib.uses_apptainer("python -m snakemake --software-deployment-method apptainer x")
     assert pjm_lib.uses_apptainer("python -m snakemake --sdm conda apptainer --cores 1")
+    # What Snakemake 9 writes into the jobscript for --sdm apptainer:
+    assert pjm_lib.uses_apptainer("-m snakemake --deployment-method apptainer --conda-frontend")
     assert not pjm_lib.uses_apptainer("python -m snakemake --sdm conda --cores 1")
     assert not pjm_lib.uses_apptainer("python -m snakemake --apptainer-args '--nv'")
 
@@ -133,7 +135,8 @@ JOB_ID     JOB_NAME   MD ST  USER     GROUP    START_DATE      ELAPSE_TIM ELAPSE
         ("ERR", "0", "0", "failed"),
         ("CCL", "127", "1", "failed"),
         ("RJT", "0", "2", "failed"),
-        *[(s, "0", "0", "running") for s in ("ACC", "QUE", "RNA", "RNP", "HLD", "RUN", "RNO", "RNE")],
+        *[(s, "0", "0", "running") for s in ("ACC", "QUE", "RNA", "RNP", "HLD", "RUN", "RNO")],
+        ("RNE", "0", "0", "running"),
         ("NEW", "0", "0", "running"),  # unknown: let the next poll decide
     ],
 )
@@ -199,7 +202,8 @@ def test_submit_status_cancel_round_trip(tmp_path, sim_env):
 
     slow = jobscript(tmp_path, props(), "sleep 60")
     jobid = run([PJM_PROFILE / "pjm_submit.py", slow], tmp_path, sim_env).stdout.strip()
-    assert run([PJM_PROFILE / "pjm_status.py", jobid], tmp_path, sim_env).stdout.strip() == "running"
+    status = run([PJM_PROFILE / "pjm_status.py", jobid], tmp_path, sim_env).stdout.strip()
+    assert status == "running"
     assert run([PJM_PROFILE / "pjm_cancel.py", jobid], tmp_path, sim_env).returncode == 0
     assert wait_status(jobid, tmp_path, sim_env) == "failed"
 

@@ -53,7 +53,7 @@ def history(env: dict[str, str]) -> list[dict[str, str]]:
     ).stdout
     lines = out.splitlines()
     header = lines[0].split()
-    return [dict(zip(header, ln.split())) for ln in lines[1:]]
+    return [dict(zip(header, ln.split(), strict=True)) for ln in lines[1:]]
 
 
 def sim_job(env: dict[str, str], jobid: str) -> dict:

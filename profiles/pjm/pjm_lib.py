@@ -30,7 +30,9 @@ def read_job_properties(jobscript_text: str) -> dict:
     return json.loads(m.group(1))
 
 
-_APPTAINER_RE = re.compile(r"--(?:software-deployment-method|sdm)((?:\s+[^\s-]\S*)+)")
+_APPTAINER_RE = re.compile(
+    r"--(?:software-deployment-method|deployment-method|sdm)((?:\s+[^\s-]\S*)+)"
+)
 
 
 def uses_apptainer(jobscript_text: str) -> bool:
@@ -139,7 +141,7 @@ def parse_pjstat(output: str) -> dict[str, dict[str, str]]:
             continue
         if header is None or len(fields) != len(header):
             continue  # messages, or rows whose columns contain spaces
-        row = dict(zip(header, fields))
+        row = dict(zip(header, fields, strict=True))
         rows[row["JOB_ID"]] = row
     return rows
 

@@ -111,10 +111,10 @@ def parse_options(argv: list[str], opts: dict) -> list[str]:
     while i < len(argv):
         a = argv[i]
 
-        def value():
+        def value(option=a):
             nonlocal i
             if i + 1 >= len(argv):
-                raise ValueError(f"option {a} needs a value")
+                raise ValueError(f"option {option} needs a value")
             i += 1
             return argv[i]
 
@@ -412,7 +412,7 @@ def pjstat(argv: list[str]) -> int:
     table += [[by_key[k][1](j) for k in keys] for j in jobs]
     widths = [max(len(row[c]) for row in table) for c in range(len(keys))]
     for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -31,11 +31,8 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         key = ".".join(map(str, error.absolute_path)) or "(top level)"
-        allowed = (
-            _allowed(error.schema) if error.validator in ("enum", "additionalProperties") else ""
-        )
-        if error.validator == "enum" and error.schema is not schema:
-            allowed = _allowed(error.schema)
+        explain = error.validator in ("enum", "additionalProperties")
+        allowed = _allowed(error.schema) if explain else ""
         lines.append(f"  {key}: {error.message}" + (f" ({allowed})" if allowed else ""))
     return lines
 
