@@ -61,15 +61,25 @@ def test_pjsub_args_carry_every_directive():
         apptainer=True,
     )
     assert args == [
-        "-N", "train.mnist.cnn.lr_0.01",
-        "-L", "node=1",
-        "-L", "rscgrp=small",
-        "-L", "elapse=01:30:00",
-        "-L", "gpu=2",
-        "-L", "jobenv=singularity",
-        "-g", "hp000000",
-        "-x", "PJM_LLIO_GFSCACHE=/vol0004",
-        "-j", "-S", "-X",
+        "-N",
+        "train.mnist.cnn.lr_0.01",
+        "-L",
+        "node=1",
+        "-L",
+        "rscgrp=small",
+        "-L",
+        "elapse=01:30:00",
+        "-L",
+        "gpu=2",
+        "-L",
+        "jobenv=singularity",
+        "-g",
+        "hp000000",
+        "-x",
+        "PJM_LLIO_GFSCACHE=/vol0004",
+        "-j",
+        "-S",
+        "-X",
     ]
 
 
@@ -173,8 +183,9 @@ def sim_env(tmp_path) -> dict[str, str]:
 
 
 def run(cmd, cwd, env) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def wait_status(jobid, cwd, env, timeout=20) -> str:
@@ -258,14 +269,18 @@ def test_status_survives_a_failing_pjstat(tmp_path):
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "cannot connect" in r.stderr
 
-    r = run([PJM_PROFILE / "pjm_status.py", "123"], tmp_path,
-            {**env, "PJM_PJSTAT": str(tmp_path / "no-such-pjstat")})
+    r = run(
+        [PJM_PROFILE / "pjm_status.py", "123"],
+        tmp_path,
+        {**env, "PJM_PJSTAT": str(tmp_path / "no-such-pjstat")},
+    )
     assert (r.returncode, r.stdout.strip()) == (0, "running")
 
 
 def test_status_looks_in_the_history_when_the_job_left_the_live_list(tmp_path):
     fake_command(
-        tmp_path, "pjstat",
+        tmp_path,
+        "pjstat",
         'case "$1" in -H) printf "JOB_ID ST EC PC\\n77 EXT 0 0\\n";; '
         '*) printf "JOB_ID ST EC PC\\n";; esac',
     )
@@ -275,8 +290,11 @@ def test_status_looks_in_the_history_when_the_job_left_the_live_list(tmp_path):
 
 def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
     fake_command(tmp_path, "pjstat", 'printf "JOB_ID ST EC PC\\n"')
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "MNIST_PJM_MISSING_GRACE": "0.5"}
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "MNIST_PJM_MISSING_GRACE": "0.5",
+    }
     assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.7)
     assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "failed"
@@ -288,12 +306,25 @@ def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
 def test_qsub_args_generic_site():
     args = uge_lib.build_qsub_args(props(gpu=1), "/work/logs/uge/")
     assert args == [
-        "-N", "train.mnist.cnn.lr_0.01", "-cwd", "-j", "y", "-S", "/bin/bash", "-V",
-        "-o", "/work/logs/uge/",
-        "-l", "h_rt=01:30:00",
-        "-pe", "smp", "2",
-        "-l", "mem_free=2000M",  # 4000 MB over 2 slots
-        "-l", "gpu=1",
+        "-N",
+        "train.mnist.cnn.lr_0.01",
+        "-cwd",
+        "-j",
+        "y",
+        "-S",
+        "/bin/bash",
+        "-V",
+        "-o",
+        "/work/logs/uge/",
+        "-l",
+        "h_rt=01:30:00",
+        "-pe",
+        "smp",
+        "2",
+        "-l",
+        "mem_free=2000M",  # 4000 MB over 2 slots
+        "-l",
+        "gpu=1",
     ]
 
 
@@ -328,18 +359,22 @@ def test_qsub_output_and_qacct_parsing():
     assert uge_lib.parse_submit_output('Your job 812 ("train") has been submitted\n') == "812"
     assert uge_lib.parse_submit_output("813\n") == "813"
     with pytest.raises(ValueError):
-        uge_lib.parse_submit_output("Unable to run job: unknown resource \"gpu\"")
-    qstat = ("job-ID  prior   name  user  state submit/start at     queue  slots ja-task-ID\n"
-             "-" * 60 + "\n"
-             "     12 0.55500 train root  r     11/22/2026 19:14:14 all.q@vm  2\n"
-             "     13 0.00000 eval  root  Eqw   11/22/2026 19:14:15           1\n")
+        uge_lib.parse_submit_output('Unable to run job: unknown resource "gpu"')
+    qstat = (
+        "job-ID  prior   name  user  state submit/start at     queue  slots ja-task-ID\n"
+        "-" * 60 + "\n"
+        "     12 0.55500 train root  r     11/22/2026 19:14:14 all.q@vm  2\n"
+        "     13 0.00000 eval  root  Eqw   11/22/2026 19:14:15           1\n"
+    )
     states = uge_lib.parse_qstat(qstat)
     assert states == {"12": "r", "13": "Eqw"}
     assert uge_lib.qstat_status("r") == "running"
     assert uge_lib.qstat_status("Eqw") == "failed"
     sep = "=" * 62
-    qacct = (f"{sep}\njobnumber    12\nfailed       0    \nexit_status  1\n"
-             f"{sep}\njobnumber    12\nfailed       0    \nexit_status  0\n")
+    qacct = (
+        f"{sep}\njobnumber    12\nfailed       0    \nexit_status  1\n"
+        f"{sep}\njobnumber    12\nfailed       0    \nexit_status  0\n"
+    )
     assert uge_lib.qacct_status(uge_lib.parse_qacct(qacct)) == "success"  # the last record
     killed = f"{sep}\nfailed       100 : assumedly after job\nexit_status  137\n"
     assert uge_lib.qacct_status(uge_lib.parse_qacct(killed)) == "failed"

@@ -49,7 +49,10 @@ def history(env: dict[str, str]) -> list[dict[str, str]]:
     """pjstat -H, parsed: every ended job in the simulator."""
     out = subprocess.run(
         ["pjstat", "-H", "-v", "--choose", "jid,jnam,st,ec,pc,rscg"],
-        capture_output=True, text=True, check=True, env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
     ).stdout
     lines = out.splitlines()
     header = lines[0].split()
@@ -63,16 +66,31 @@ def sim_job(env: dict[str, str], jobid: str) -> dict:
 
 def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path, pjm_env):
     work = toy_workdir(tmp_path)
-    env = {**pjm_env, "MNIST_PJM_RSCGRP": "small", "MNIST_PJM_GROUP": EVIL_VALUE,
-           "MNIST_PJM_GFSCACHE": "/vol0004:/vol0005"}
+    env = {
+        **pjm_env,
+        "MNIST_PJM_RSCGRP": "small",
+        "MNIST_PJM_GROUP": EVIL_VALUE,
+        "MNIST_PJM_GFSCACHE": "/vol0004:/vol0005",
+    }
     run_snakemake(
-        work, "--profile", "profiles/pjm", *FAST,
-        "--config", "gpu=1", f"tag={EVIL_TAG}", env=env, timeout=240,
+        work,
+        "--profile",
+        "profiles/pjm",
+        *FAST,
+        "--config",
+        "gpu=1",
+        f"tag={EVIL_TAG}",
+        env=env,
+        timeout=240,
     )
     jobs = history(env)
     # download is a localrule: it ran on the "login node", not through pjsub.
     assert sorted(j["JOB_NAME"].split(".")[0] for j in jobs) == [
-        "evaluate", "preprocess", "report", "train"]
+        "evaluate",
+        "preprocess",
+        "report",
+        "train",
+    ]
     assert all(j["ST"] == "EXT" and j["EC"] == "0" and j["RSC_GRP"] == "small" for j in jobs)
 
     train = next(j for j in jobs if j["JOB_NAME"].startswith("train"))
@@ -96,16 +114,30 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path, pjm
     work = toy_workdir(tmp_path)
     target = "results/model_k.txt"
     proc = start_snakemake(
-        work, "--profile", "profiles/pjm", *FAST,
-        target, "--config", "tag=k", "hang_once=600", env=pjm_env,
+        work,
+        "--profile",
+        "profiles/pjm",
+        *FAST,
+        target,
+        "--config",
+        "tag=k",
+        "hang_once=600",
+        env=pjm_env,
     )
     full_env = {**os.environ, **pjm_env}
 
     def running_train():
-        out = subprocess.run(["pjstat", "-v", "--choose", "jid,jnam,st"],
-                             capture_output=True, text=True, env=full_env).stdout
-        ids = [f[0] for f in (ln.split() for ln in out.splitlines()[1:])
-               if f[1].startswith("train") and f[2] == "RUN"]
+        out = subprocess.run(
+            ["pjstat", "-v", "--choose", "jid,jnam,st"],
+            capture_output=True,
+            text=True,
+            env=full_env,
+        ).stdout
+        ids = [
+            f[0]
+            for f in (ln.split() for ln in out.splitlines()[1:])
+            if f[1].startswith("train") and f[2] == "RUN"
+        ]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
     jobid = wait_for(running_train, 60, "the first train job to run", proc)
@@ -122,8 +154,19 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
     work = toy_workdir(tmp_path)
     pjm_env = {**pjm_env, "PJM_SIM_ELAPSE_SCALE": "0.05"}
     proc = start_snakemake(
-        work, "results/model_k.txt", "--profile", "profiles/pjm", *FAST, "--retries", "0",
-        "--set-resources", "train:runtime=1", "--config", "tag=k", "hang_once=600", env=pjm_env,
+        work,
+        "results/model_k.txt",
+        "--profile",
+        "profiles/pjm",
+        *FAST,
+        "--retries",
+        "0",
+        "--set-resources",
+        "train:runtime=1",
+        "--config",
+        "tag=k",
+        "hang_once=600",
+        env=pjm_env,
     )
     out = wait_snakemake(proc, 90, check=False)
     assert proc.returncode != 0
@@ -137,8 +180,14 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
 def test_real_pipeline_through_the_profile(tmp_path, pjm_env):
     work = real_workdir(tmp_path)
     run_snakemake(
-        work, "--profile", "profiles/pjm", *FAST,
-        "--configfile", "config/scheduler-test.yaml", env=pjm_env, timeout=420,
+        work,
+        "--profile",
+        "profiles/pjm",
+        *FAST,
+        "--configfile",
+        "config/scheduler-test.yaml",
+        env=pjm_env,
+        timeout=420,
     )
     jobs = history(pjm_env)
     rules = {j["JOB_NAME"].split(".")[0] for j in jobs}

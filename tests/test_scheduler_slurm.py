@@ -1,8 +1,10 @@
 """Workflows through `snakemake --profile profiles/slurm` on a real one-node SLURM.
 
-tests/schedulers/slurm_up.sh starts slurmctld + slurmd + munged on localhost
-with two fake GPUs (gres.conf on character devices). What ran is checked in
-SLURM's own records (squeue --states=all / scontrol / sacct).
+tests/schedulers/slurm_up.sh starts slurmctld + slurmd + munged (+ slurmdbd and
+mariadb for accounting) on localhost with two fake GPUs (gres.conf on character
+devices). What ran is checked in SLURM's own records (squeue --states=all,
+scontrol, sacct). Both of the plugin's status modes are exercised: squeue
+(the profile's default, needs no accounting) and sacct.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.scheduler
 
 # Poll soon after submitting (plugin default: 40 s) to keep the tests short.
 FAST = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
+SQUEUE = {"MNIST_SLURM_STATUS": "squeue"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,7 +47,9 @@ def slurm_jobs(out: str) -> list[dict[str, str]]:
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     listing = subprocess.run(
         ["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%k|%T"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     jobs = []
     for line in listing.splitlines():
@@ -63,8 +68,15 @@ def scontrol(jobid: str) -> str:
 def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
     work = toy_workdir(tmp_path)
     out = run_snakemake(
-        work, "--profile", "profiles/slurm", *FAST,
-        "--config", "gpu=1", f"tag={EVIL_TAG}", timeout=300,
+        work,
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        "--config",
+        "gpu=1",
+        f"tag={EVIL_TAG}",
+        env=SQUEUE,
+        timeout=300,
     )
     jobs = slurm_jobs(out)
     # download is a localrule: it ran on the "login node", not through sbatch.
@@ -90,14 +102,22 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
     work = toy_workdir(tmp_path)
     target = "results/model_k.txt"
     proc = start_snakemake(
-        work, "--profile", "profiles/slurm", *FAST,
-        target, "--config", "tag=k", "hang_once=600",
+        work,
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        target,
+        "--config",
+        "tag=k",
+        "hang_once=600",
+        env=SQUEUE,
     )
 
     def running_train():
         listing = subprocess.run(
             ["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         ).stdout
         ids = [ln.split("|")[0] for ln in listing.splitlines() if "rule_train" in ln]
         return ids and (work / ".hang_marker").exists() and ids[0]
@@ -116,8 +136,13 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
 def test_real_pipeline_through_the_profile(tmp_path):
     work = real_workdir(tmp_path)
     out = run_snakemake(
-        work, "--profile", "profiles/slurm", *FAST,
-        "--configfile", "config/scheduler-test.yaml", timeout=420,
+        work,
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        "--configfile",
+        "config/scheduler-test.yaml",
+        timeout=420,
     )
     jobs = slurm_jobs(out)
     rules = {j["rule"] for j in jobs}
@@ -127,3 +152,47 @@ def test_real_pipeline_through_the_profile(tmp_path):
     train = next(j for j in jobs if j["rule"] == "train")
     assert "gres:gpu:1" in scontrol(train["id"])
     assert (work / "results" / "mnist-sample" / "report.html").exists()
+
+
+def accounting_available() -> bool:
+    r = subprocess.run(["sacctmgr", "-n", "list", "cluster"], capture_output=True, text=True)
+    return r.returncode == 0 and bool(r.stdout.strip())
+
+
+def test_sacct_status_mode(tmp_path):
+    """MNIST_SLURM_STATUS=sacct: the plugin follows jobs through slurmdbd's records."""
+    if not accounting_available():
+        pytest.skip("SLURM accounting (slurmdbd) is not running: slurm_up.sh SLURM_ACCOUNTING=1")
+    work = toy_workdir(tmp_path)
+    out = run_snakemake(
+        work,
+        "results/model_s.txt",
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        "--config",
+        "tag=s",
+        "gpu=1",
+        env={"MNIST_SLURM_STATUS": "sacct"},
+        timeout=240,
+    )
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    records = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "--name",
+            run_id,
+            "--format=JobIdRaw,Comment,State,AllocTRES",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    rows = [r.split("|") for r in records]
+    assert sorted(c.split("_")[1] for _, c, _, _ in rows) == ["preprocess", "train"]
+    assert all(state == "COMPLETED" for _, _, state, _ in rows), rows
+    train = next(r for r in rows if r[1].startswith("rule_train"))
+    assert "gres/gpu=1" in train[3] and "cpu=2" in train[3]

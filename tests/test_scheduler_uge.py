@@ -66,8 +66,15 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
     # A site setting full of shell syntax travels as one qsub argument (-ac).
     env = {"MNIST_UGE_EXTRA": f"-ac 'note={EVIL_VALUE}'"}
     out = run_snakemake(
-        work, "--profile", "profiles/uge", *FAST,
-        "--config", "gpu=1", f"tag={EVIL_TAG}", env=env, timeout=300,
+        work,
+        "--profile",
+        "profiles/uge",
+        *FAST,
+        "--config",
+        "gpu=1",
+        f"tag={EVIL_TAG}",
+        env=env,
+        timeout=300,
     )
     records = {jid: qacct(jid) for jid in submitted_ids(out)}
     rules = sorted(r["jobname"].split(".")[0] for r in records.values())
@@ -97,8 +104,11 @@ def test_killed_job_is_retried_and_its_partial_output_discarded(tmp_path):
 
     def running_train():
         listing = subprocess.run(["qstat"], capture_output=True, text=True).stdout
-        ids = [f[0] for f in (ln.split() for ln in listing.splitlines())
-               if len(f) > 4 and f[2].startswith("train") and f[4] == "r"]
+        ids = [
+            f[0]
+            for f in (ln.split() for ln in listing.splitlines())
+            if len(f) > 4 and f[2].startswith("train") and f[4] == "r"
+        ]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
     jobid = wait_for(running_train, 120, "the first train job to run", proc)
@@ -118,8 +128,13 @@ def test_killed_job_is_retried_and_its_partial_output_discarded(tmp_path):
 def test_real_pipeline_through_the_profile(tmp_path):
     work = real_workdir(tmp_path)
     out = run_snakemake(
-        work, "--profile", "profiles/uge", *FAST,
-        "--configfile", "config/scheduler-test.yaml", timeout=420,
+        work,
+        "--profile",
+        "profiles/uge",
+        *FAST,
+        "--configfile",
+        "config/scheduler-test.yaml",
+        timeout=420,
     )
     records = [qacct(j) for j in submitted_ids(out)]
     rules = {r["jobname"].split(".")[0] for r in records}

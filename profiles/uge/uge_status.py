@@ -43,15 +43,20 @@ def status(jobid: str) -> str:
         return "running"
     if record is None:
         if uge_lib.missing_for_too_long(STATE_DIR, jobid, GRACE_S):
-            print(f"uge_status: job {jobid} in neither qstat nor qacct for {GRACE_S:.0f}s",
-                  file=sys.stderr)
+            print(
+                f"uge_status: job {jobid} in neither qstat nor qacct for {GRACE_S:.0f}s",
+                file=sys.stderr,
+            )
             return "failed"
         return "running"
     uge_lib.clear_missing(STATE_DIR, jobid)
     result = uge_lib.qacct_status(record)
     if result == "failed":
-        print(f"uge_status: job {jobid} failed={record.get('failed')} "
-              f"exit_status={record.get('exit_status')}", file=sys.stderr)
+        print(
+            f"uge_status: job {jobid} failed={record.get('failed')} "
+            f"exit_status={record.get('exit_status')}",
+            file=sys.stderr,
+        )
     return result
 
 

@@ -5,9 +5,10 @@
 # starts munged, slurmctld and slurmd directly (no systemd) unless they already
 # run, and waits until the node accepts jobs. Run as root.
 #
-#   bash tests/schedulers/slurm_up.sh            # squeue status mode (no accounting)
-#   SLURM_ACCOUNTING=1 bash tests/schedulers/slurm_up.sh
-#                                                # + mariadb + slurmdbd, so sacct works
+#   bash tests/schedulers/slurm_up.sh            # with accounting: mariadb + slurmdbd,
+#                                                # so both squeue and sacct modes work
+#   SLURM_ACCOUNTING=0 bash tests/schedulers/slurm_up.sh
+#                                                # no accounting: only squeue mode works
 #
 # Two fake GPUs are declared in gres.conf. SLURM only needs the device files to
 # exist, so they are character devices made like /dev/null (c 1 3); a job that
@@ -19,7 +20,7 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 
-ACCOUNTING=${SLURM_ACCOUNTING:-0}
+ACCOUNTING=${SLURM_ACCOUNTING:-1}
 CONF_DIR=/etc/slurm          # the plugin's srun step drops SLURM_CONF, so use the default path
 STATE_DIR=/var/spool/slurmctld
 SPOOL_DIR=/var/spool/slurmd
@@ -59,6 +60,8 @@ if [[ $ACCOUNTING == 1 ]]; then
     ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+# Keep --comment (the plugin puts the rule name there) in the accounting records.
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux"
 else
     ACCT_LINES="AccountingStorageType=accounting_storage/none

@@ -242,11 +242,15 @@ def run_job(jobid: str) -> None:
         job["state"] = "RUN"
         job["start"] = time.time()
         save(job)
-    env = dict(job["env"]) if job["env"] is not None else {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/"),
-        "LANG": "C.UTF-8",
-    }
+    env = (
+        dict(job["env"])
+        if job["env"] is not None
+        else {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/"),
+            "LANG": "C.UTF-8",
+        }
+    )
     env.update(job["x"])
     env.update(
         PJM_JOBID=job["id"],
@@ -371,8 +375,26 @@ COLUMNS = [
     ("rscg", "RSC_GRP", lambda j: j["rscgrp"]),
 ]
 DEFAULT = ["jid", "jnam", "md", "st", "usr", "sdt", "elpl", "nnumr", "vnd", "cnumr", "vmem"]
-VERBOSE = ["jid", "jnam", "md", "st", "usr", "grp", "sdt", "elp", "elpl", "nnumr", "vnd",
-           "cnumr", "vmem", "ec", "pc", "sn", "adt", "rscg"]
+VERBOSE = [
+    "jid",
+    "jnam",
+    "md",
+    "st",
+    "usr",
+    "grp",
+    "sdt",
+    "elp",
+    "elpl",
+    "nnumr",
+    "vnd",
+    "cnumr",
+    "vmem",
+    "ec",
+    "pc",
+    "sn",
+    "adt",
+    "rscg",
+]
 
 
 def pjstat(argv: list[str]) -> int:

@@ -243,7 +243,7 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
         colour = line.lines[0].get_color()
         for row in members:
             points = seeds.get(row["setting"], [])
-            ax.scatter([x_of[row["setting"]]] * len(points), points, s=10, alpha=0.35, c=colour)
+            ax.scatter([x_of[row["setting"]]] * len(points), points, s=10, alpha=0.35, color=colour)
     for row in rows:
         if row["winner"]:
             ax.scatter(
@@ -251,7 +251,7 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
                 [row["val_accuracy_mean"]],
                 marker="*",
                 s=260,
-                c="gold",
+                color="gold",
                 edgecolors="black",
                 zorder=5,
                 label="winner",

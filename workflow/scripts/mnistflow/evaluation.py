@@ -30,7 +30,7 @@ def evaluate(
     test_x, test_y = preprocess.load_split(data, "test")
     model = models.build_model(family, hp)
     model.load_weights(str(param_hdf5))
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    models.compile_model(model)
     inputs = models.reshape_for(model, test_x)
     loss, accuracy = model.evaluate(inputs, test_y, batch_size=1000, verbose=0)
     log(f"Test loss: {loss}")

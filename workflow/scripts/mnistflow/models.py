@@ -91,9 +91,22 @@ OPTIMIZERS = {
 }
 
 
-def compile_model(model: keras.Model, hp: dict, steps_per_epoch: int) -> keras.Model:
-    optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate=learning_rate(hp, steps_per_epoch))
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+# Run this many batches per call into TensorFlow: the same updates, far less per-step
+# overhead, which dominates for small models on CPUs (softmax epochs ~1.5x faster here).
+STEPS_PER_EXECUTION = 32
+
+
+def compile_model(model: keras.Model, hp: dict | None = None, steps_per_epoch: int = 1):
+    """Compile for training with ``hp``'s optimizer, or for evaluation only (``hp=None``)."""
+    optimizer = "rmsprop"  # Keras' default; unused when only evaluating
+    if hp is not None:
+        optimizer = OPTIMIZERS[hp["optimizer"]](learning_rate=learning_rate(hp, steps_per_epoch))
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
     return model
 
 

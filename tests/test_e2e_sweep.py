@@ -1,0 +1,102 @@
+"""A parameter study through the real snakemake CLI on the bundled sample (about 2 minutes).
+
+What reruns after the study changes is read from `snakemake -n`'s job table, not from timing.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.e2e
+
+RESULTS = Path("results") / "mnist-sample"
+STUDY_2X2 = {
+    "dataset": "mnist-sample",
+    "models": ["softmax"],
+    "hyperparameters": {"softmax": {"epochs": 1}},
+    "sweep": {
+        "seeds": [0, 1],
+        "families": {
+            "softmax": {"grid": {"learning_rate": [0.01, 0.1], "batch_size": [64, 128]}},
+        },
+    },
+}
+
+
+def write_study(workdir: Path, grid: dict, seeds=(0, 1), sweep_first: bool = False) -> str:
+    """The study as a config file; ``sweep_first`` puts its keys in another order."""
+    study = {**STUDY_2X2, "sweep": {"seeds": list(seeds), "families": {"softmax": {"grid": grid}}}}
+    if sweep_first:
+        study = {"sweep": {"families": study["sweep"]["families"], "seeds": list(seeds)}} | {
+            key: value for key, value in study.items() if key != "sweep"
+        }
+    (workdir / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    return "study.yaml"
+
+
+def planned_jobs(workdir: Path, configfile: str) -> dict[str, int]:
+    """Jobs `snakemake -n` would run, by rule (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", "--configfile", configfile).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_study_runs_then_changes_rerun_only_what_they_must(workflow_dir):
+    grid = {"learning_rate": [0.01, 0.1], "batch_size": [64, 128]}
+    config = write_study(workflow_dir, grid)
+    snakemake(workflow_dir, "--configfile", config)
+
+    run_dirs = sorted(p.name for p in (workflow_dir / RESULTS / "softmax").iterdir())
+    assert len(run_dirs) == 8 and "batch_size=64+learning_rate=0.1+seed=1" in run_dirs
+    settings = read_csv(workflow_dir / RESULTS / "sweep" / "settings.csv")
+    assert len(settings) == 4 and {row["seeds"] for row in settings} == {"2"}
+    assert [row["winner"] for row in settings] == ["yes", "", "", ""]
+    means = [float(row["val_accuracy_mean"]) for row in settings]
+    assert means == sorted(means, reverse=True)
+    assert len(read_csv(workflow_dir / RESULTS / "sweep" / "runs.csv")) == 8
+    page = (workflow_dir / RESULTS / "report.html").read_text()
+    assert "<h2>Parameter study</h2>" in page and settings[0]["setting"] in page
+
+    # A new grid value: only its runs (2 batch sizes x 2 seeds), then aggregate and report.
+    bigger = {**grid, "learning_rate": [0.01, 0.1, 0.3]}
+    assert planned_jobs(workflow_dir, write_study(workflow_dir, bigger)) == {
+        "train": 4,
+        "evaluate": 4,
+        "aggregate_sweep": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+    # A removed value: no training, the aggregate and the report drop its runs.
+    smaller = {**grid, "batch_size": [64]}
+    config = write_study(workflow_dir, smaller)
+    assert planned_jobs(workflow_dir, config) == {"aggregate_sweep": 1, "report": 1, "all": 1}
+    snakemake(workflow_dir, "--configfile", config)
+    settings = read_csv(workflow_dir / RESULTS / "sweep" / "settings.csv")
+    assert sorted(row["setting"] for row in settings) == [
+        "batch_size=64+learning_rate=0.01",
+        "batch_size=64+learning_rate=0.1",
+    ]
+    runs = read_csv(workflow_dir / RESULTS / "sweep" / "runs.csv")
+    assert len(runs) == 4 and all("batch_size=128" not in row["run"] for row in runs)
+    page = (workflow_dir / RESULTS / "report.html").read_text()
+    assert "batch_size=128" not in page
+
+    # The same study with keys, values and seeds reordered: nothing to do.
+    reordered = {"batch_size": [64], "learning_rate": [0.1, 0.01]}
+    config = write_study(workflow_dir, reordered, seeds=(1, 0), sweep_first=True)
+    assert planned_jobs(workflow_dir, config) == {}
