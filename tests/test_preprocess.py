@@ -1,10 +1,13 @@
 import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import synthetic_digits, write_idx_gz
+from conftest import REPO, synthetic_digits, write_idx_gz
 from mnistflow import preprocess
 from mnistflow.datasets import IDX_FILENAMES
 
@@ -56,24 +59,15 @@ def test_a_wrong_file_leaves_no_output(raw, tmp_path):
 
 
 def test_preprocess_does_not_import_tensorflow(raw, tmp_path):
-    import subprocess
-    import sys
-
     code = (
         "import sys; from pathlib import Path; from mnistflow import preprocess; "
-        f"preprocess.preprocess({ {k: str(v) for k, v in raw.items()}!r}, Path({str(tmp_path / 'd.h5')!r}), "
-        "dataset='s', validation_size=50, seed=0); "
+        "raw = {k: Path(v) for k, v in zip(sys.argv[1::2], sys.argv[2::2])}; "
+        "preprocess.preprocess(raw, Path('d.h5'), dataset='s', validation_size=50, seed=0); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env=_env())
-
-
-def _env():
-    import os
-    from pathlib import Path
-
-    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
-    return {**os.environ, "PYTHONPATH": str(scripts)}
+    args = [str(item) for pair in raw.items() for item in pair]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow" / "scripts")}
+    subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, cwd=tmp_path)
 
 
 def test_h5_file_layout(raw, tmp_path):

@@ -177,11 +177,9 @@ def test_training_is_deterministic_for_a_seed_on_cpu(data, tmp_path):
             env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
         )
         with h5py.File(out / "param.hdf5") as h5:
-            arrays = []
-            h5.visititems(
-                lambda _, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
-            weights.append(arrays)
+            names = []
+            h5.visit(names.append)
+            weights.append([h5[n][()] for n in names if isinstance(h5[n], h5py.Dataset)])
     assert len(weights[0]) > 0
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)

@@ -1,0 +1,53 @@
+import keras
+import pytest
+
+from mnistflow import models
+
+HP = {
+    "hidden_units": 128,
+    "dropout": 0.0,
+    "filters": [32, 64],
+    "learning_rate": 0.01,
+    "epochs": 4,
+    "optimizer": "adam",
+    "schedule": "constant",
+}
+
+
+def test_softmax_is_the_seeds_dense_layer_on_784_inputs():
+    model = models.build_model("softmax", HP)
+    assert model.input_shape == (None, 784) and model.output_shape == (None, 10)
+    assert model.count_params() == 784 * 10 + 10
+
+
+def test_mlp_is_the_seeds_flatten_dense128_dense10():
+    model = models.build_model("mlp", HP)
+    assert model.input_shape == (None, 28, 28)
+    assert model.count_params() == 100_480 + 1_290  # as counted in the seed (004)
+
+
+def test_cnn_takes_images_with_a_channel_axis():
+    model = models.build_model("cnn", HP)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+
+
+def test_unknown_family_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="unknown model family 'vit', expected one of"):
+        models.build_model("vit", HP)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    schedule = models.learning_rate({**HP, "schedule": "cosine"}, steps_per_epoch=10)
+    assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+    rates = [float(schedule(step)) for step in (0, 8, 40)]
+    assert rates[0] == pytest.approx(0.0) and rates[1] == pytest.approx(0.01)
+    assert rates[2] == pytest.approx(0.0, abs=1e-6)
+    assert models.learning_rate(HP, steps_per_epoch=10) == 0.01
+
+
+def test_reshape_for_matches_each_model_input():
+    import numpy as np
+
+    images = np.zeros((3, 28, 28), np.float32)
+    for family, shape in (("softmax", (3, 784)), ("mlp", (3, 28, 28)), ("cnn", (3, 28, 28, 1))):
+        assert models.reshape_for(models.build_model(family, HP), images).shape == shape
