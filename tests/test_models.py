@@ -6,7 +6,7 @@ from mnistflow import models
 HP = {
     "hidden_units": 128,
     "dropout": 0.0,
-    "filters": [32, 64],
+    "filters": [24, 48, 64],
     "learning_rate": 0.01,
     "epochs": 4,
     "optimizer": "adam",

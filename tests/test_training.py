@@ -37,7 +37,7 @@ HP = {
         "optimizer": "adam",
         "learning_rate": 0.003,
         "schedule": "cosine",
-        "filters": [4, 8],
+        "filters": [4, 8, 8],
         "dropout": 0.1,
         "seed": 1,
     },
