@@ -14,6 +14,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 

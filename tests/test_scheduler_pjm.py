@@ -112,7 +112,7 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path, pjm_env):
 
 def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path, pjm_env):
     work = toy_workdir(tmp_path)
-    target = "results/model_k.txt"
+    target = "results/prep.txt"
     proc = start_snakemake(
         work,
         "--profile",
@@ -120,13 +120,12 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path, pjm
         *FAST,
         target,
         "--config",
-        "tag=k",
         "hang_once=600",
         env=pjm_env,
     )
     full_env = {**os.environ, **pjm_env}
 
-    def running_train():
+    def running_preprocess():
         out = subprocess.run(
             ["pjstat", "-v", "--choose", "jid,jnam,st"],
             capture_output=True,
@@ -136,17 +135,17 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path, pjm
         ids = [
             f[0]
             for f in (ln.split() for ln in out.splitlines()[1:])
-            if f[1].startswith("train") and f[2] == "RUN"
+            if f[1].startswith("preprocess") and f[2] == "RUN"
         ]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
-    jobid = wait_for(running_train, 60, "the first train job to run", proc)
+    jobid = wait_for(running_preprocess, 60, "the first preprocess job to run", proc)
     subprocess.run(["pjdel", jobid], check=True, env=full_env, capture_output=True)
     wait_snakemake(proc, 120)
 
-    trains = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("train")]
-    assert [(j["ST"], j["PC"]) for j in trains] == [("CCL", "1"), ("EXT", "0")], trains
-    assert (work / target).read_text().strip() == "threads=2"
+    preps = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("preprocess")]
+    assert [(j["ST"], j["PC"]) for j in preps] == [("CCL", "1"), ("EXT", "0")], preps
+    assert (work / target).read_text().strip() == "raw"
 
 
 def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
@@ -155,25 +154,24 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
     pjm_env = {**pjm_env, "PJM_SIM_ELAPSE_SCALE": "0.05"}
     proc = start_snakemake(
         work,
-        "results/model_k.txt",
+        "results/prep.txt",
         "--profile",
         "profiles/pjm",
         *FAST,
         "--retries",
         "0",
         "--set-resources",
-        "train:runtime=1",
+        "preprocess:runtime=1",
         "--config",
-        "tag=k",
         "hang_once=600",
         env=pjm_env,
     )
     out = wait_snakemake(proc, 90, check=False)
     assert proc.returncode != 0
-    trains = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("train")]
-    assert [(j["ST"], j["PC"]) for j in trains] == [("EXT", "11")]  # 11: elapse exceeded
-    assert "Error in rule train" in out
-    assert not (work / "results" / "model_k.txt").exists()  # partial output removed
+    preps = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("preprocess")]
+    assert [(j["ST"], j["PC"]) for j in preps] == [("EXT", "11")]  # 11: elapse exceeded
+    assert "Error in rule preprocess" in out
+    assert not (work / "results" / "prep.txt").exists()  # partial output removed
 
 
 @pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")

@@ -100,7 +100,7 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
 
 def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
     work = toy_workdir(tmp_path)
-    target = "results/model_k.txt"
+    target = "results/prep.txt"
     proc = start_snakemake(
         work,
         "--profile",
@@ -108,28 +108,27 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
         *FAST,
         target,
         "--config",
-        "tag=k",
         "hang_once=600",
         env=SQUEUE,
     )
 
-    def running_train():
+    def running_preprocess():
         listing = subprocess.run(
             ["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
             capture_output=True,
             text=True,
         ).stdout
-        ids = [ln.split("|")[0] for ln in listing.splitlines() if "rule_train" in ln]
+        ids = [ln.split("|")[0] for ln in listing.splitlines() if "rule_preprocess" in ln]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
-    jobid = wait_for(running_train, 120, "the first train job to run", proc)
+    jobid = wait_for(running_preprocess, 120, "the first preprocess job to run", proc)
     subprocess.run(["scancel", jobid], check=True)
     out = wait_snakemake(proc, 240)
 
-    trains = [j for j in slurm_jobs(out) if j["rule"] == "train"]
-    assert [j["state"] for j in trains] == ["CANCELLED", "COMPLETED"], trains
+    preps = [j for j in slurm_jobs(out) if j["rule"] == "preprocess"]
+    assert [j["state"] for j in preps] == ["CANCELLED", "COMPLETED"], preps
     # The cancelled attempt's "partial" file was not kept: the retry rewrote it.
-    assert (work / target).read_text().strip() == "threads=2"
+    assert (work / target).read_text().strip() == "raw"
 
 
 @pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")
@@ -166,13 +165,10 @@ def test_sacct_status_mode(tmp_path):
     work = toy_workdir(tmp_path)
     out = run_snakemake(
         work,
-        "results/model_s.txt",
+        "results/prep.txt",
         "--profile",
         "profiles/slurm",
         *FAST,
-        "--config",
-        "tag=s",
-        "gpu=1",
         env={"MNIST_SLURM_STATUS": "sacct"},
         timeout=240,
     )
@@ -192,7 +188,7 @@ def test_sacct_status_mode(tmp_path):
         check=True,
     ).stdout.splitlines()
     rows = [r.split("|") for r in records]
-    assert sorted(c.split("_")[1] for _, c, _, _ in rows) == ["preprocess", "train"]
-    assert all(state == "COMPLETED" for _, _, state, _ in rows), rows
-    train = next(r for r in rows if r[1].startswith("rule_train"))
-    assert "gres/gpu=1" in train[3] and "cpu=2" in train[3]
+    assert [(comment, state) for _, comment, state, _ in rows] == [
+        ("rule_preprocess", "COMPLETED")
+    ], rows
+    assert "cpu=1" in rows[0][3] and "mem=200M" in rows[0][3]  # threads, mem_mb

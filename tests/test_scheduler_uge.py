@@ -97,31 +97,31 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
 
 def test_killed_job_is_retried_and_its_partial_output_discarded(tmp_path):
     work = toy_workdir(tmp_path)
-    target = "results/model_k.txt"
+    target = "results/prep.txt"
     proc = start_snakemake(
-        work, "--profile", "profiles/uge", *FAST, target, "--config", "tag=k", "hang_once=600"
+        work, "--profile", "profiles/uge", *FAST, target, "--config", "hang_once=600"
     )
 
-    def running_train():
+    def running_preprocess():
         listing = subprocess.run(["qstat"], capture_output=True, text=True).stdout
         ids = [
             f[0]
             for f in (ln.split() for ln in listing.splitlines())
-            if len(f) > 4 and f[2].startswith("train") and f[4] == "r"
+            if len(f) > 4 and f[2].startswith("preprocess") and f[4] == "r"
         ]
         return ids and (work / ".hang_marker").exists() and ids[0]
 
-    jobid = wait_for(running_train, 120, "the first train job to run", proc)
+    jobid = wait_for(running_preprocess, 120, "the first preprocess job to run", proc)
     subprocess.run(["qdel", jobid], check=True, capture_output=True)
     out = wait_snakemake(proc, 240)
 
     ids = submitted_ids(out)
-    trains = [(j, qacct(j)) for j in ids if qacct(j)["jobname"].startswith("train")]
-    assert len(trains) == 2, out
-    assert trains[0][0] == jobid
-    assert trains[0][1]["exit_status"] != "0" or trains[0][1]["failed"] != "0"
-    assert trains[1][1]["exit_status"] == "0" and trains[1][1]["failed"] == "0"
-    assert (work / target).read_text().strip() == "threads=2"
+    preps = [(j, qacct(j)) for j in ids if qacct(j)["jobname"].startswith("preprocess")]
+    assert len(preps) == 2, out
+    assert preps[0][0] == jobid
+    assert preps[0][1]["exit_status"] != "0" or preps[0][1]["failed"] != "0"
+    assert preps[1][1]["exit_status"] == "0" and preps[1][1]["failed"] == "0"
+    assert (work / target).read_text().strip() == "raw"
 
 
 @pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")

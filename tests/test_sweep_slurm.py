@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from conftest import copy_workflow
 from schedulers.schedtest import bring_up, run_snakemake
 

@@ -9,9 +9,9 @@
 #   - a consumable "gpu" complex (host has 2) for GPU requests,
 #   - ABCI-style resource types rt_F / rt_G.small / rt_C.small as requestable
 #     consumables, so profiles written for ABCI are accepted here too,
-#   - "mem_req" consumable for memory (instead of h_vmem, which limits virtual
-#     memory and kills TensorFlow),
-#   - schedule_interval 1 s, min_uid/min_gid 0 so root's test jobs may run.
+#   - schedule_interval 1 s, accounting flushed at once (qacct), min_uid/min_gid
+#     0 so root's test jobs may run.
+# Memory is requested as mem_free (built in), not h_vmem (a virtual-memory cap).
 # Run as root.
 set -euo pipefail
 
@@ -105,11 +105,9 @@ add_complex() {  # name shortcut type relop requestable consumable default urgen
     grep -q "^$1 " "$tmp/complex" || echo "$*" >> "$tmp/complex"
 }
 add_complex gpu        gpu        INT    '<=' YES YES 0     0
-add_complex mem_req    mem_req    MEMORY '<=' YES YES 0     0
 add_complex rt_F       rt_F       INT    '<=' YES YES 0     0
 add_complex rt_G.small rt_G.small INT    '<=' YES YES 0     0
 add_complex rt_C.small rt_C.small INT    '<=' YES YES 0     0
-add_complex tmem       tmem       MEMORY '<=' YES NO  0     0
 qconf -Mc "$tmp/complex" >/dev/null 2>&1 || true
 
 # Parallel environment for multi-threaded jobs: all slots on one host.
@@ -131,12 +129,11 @@ EOF
     qconf -Ap "$tmp/pe" >/dev/null 2>&1
 fi
 
-# Execution host with its consumables (2 fake GPUs, its memory, ABCI types).
-MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
+# Execution host with its consumables (2 fake GPUs, ABCI resource types).
 cat > "$tmp/exechost" <<EOF
 hostname              $HOST
 load_scaling          NONE
-complex_values        gpu=2,mem_req=${MEM_MB}M,rt_F=1,rt_G.small=2,rt_C.small=$SLOTS
+complex_values        gpu=2,rt_F=1,rt_G.small=2,rt_C.small=$SLOTS
 user_lists            NONE
 xuser_lists           NONE
 projects              NONE
@@ -152,7 +149,6 @@ fi
 
 # Queue all.q on this host with the smp PE.
 if ! qconf -sql 2>/dev/null | grep -qx all.q; then
-    qconf -sq 2>/dev/null > "$tmp/q" || true
     cat > "$tmp/q" <<EOF
 qname                 all.q
 hostlist              $HOST

@@ -20,7 +20,7 @@ rule evaluate:
     benchmark:
         "results/{dataset}/{family}/{run}/evaluate.benchmark.tsv"
     group:
-        sweep_group
+        STUDY_GROUP
     conda:
         "../envs/tensorflow.yaml"
     container:

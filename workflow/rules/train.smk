@@ -11,7 +11,7 @@ rule train:
     benchmark:
         "results/{dataset}/{family}/{run}/train.benchmark.tsv"
     group:
-        sweep_group
+        STUDY_GROUP
     conda:
         "../envs/tensorflow.yaml"
     container:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mnistflow import plots
 from mnistflow.atomic import write_text
+from mnistflow.sweeps import value_order
 
 RUN_COLUMNS = ("family", "setting", "seed", "run", "val_accuracy", "test_accuracy", "winner")
 SETTING_COLUMNS = (
@@ -81,14 +82,13 @@ def summarise(results: list[dict]) -> list[dict]:
         )
     family_order = {family: i for i, family in enumerate(dict.fromkeys(r["family"] for r in rows))}
     rows.sort(key=lambda r: (family_order[r["family"]], -r["val_accuracy_mean"], r["setting"]))
-    rank, best = 0, {}
-    for row in rows:
-        is_first = row["family"] not in best
-        best.setdefault(row["family"], row["val_accuracy_mean"])
-        rank = 1 if is_first else rank + 1
-        row["rank"] = rank
-        row["winner"] = is_first
-        row["val_gap_to_winner"] = best[row["family"]] - row["val_accuracy_mean"]
+    for family in family_order:
+        ranked = [row for row in rows if row["family"] == family]
+        best = ranked[0]["val_accuracy_mean"]
+        for rank, row in enumerate(ranked, start=1):
+            row.update(
+                rank=rank, winner=rank == 1, val_gap_to_winner=best - row["val_accuracy_mean"]
+            )
     return rows
 
 
@@ -229,7 +229,11 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
     for row in rows:
         label = ", ".join(f"{k}={hyperparameter_text(value(row, k))}" for k in others)
         series.setdefault(label, []).append(row)
-    for label, members in sorted(series.items(), key=lambda item: _sort_key(item[1][0], others)):
+
+    def series_order(item):  # by the other hyperparameters' values, numbers numerically
+        return tuple(value_order(value(item[1][0], k)) for k in others)
+
+    for label, members in sorted(series.items(), key=series_order):
         members.sort(key=lambda row: x_of[row["setting"]])
         xs = [x_of[row["setting"]] for row in members]
         line = ax.errorbar(
@@ -271,14 +275,6 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
     ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
     if len(series) <= 8:
         ax.legend(fontsize=7)
-
-
-def _sort_key(row: dict, keys: list[str]) -> tuple:
-    """Numbers by value, anything else by its text: series in a natural order."""
-    values = [row["hyperparameters"].get(key) for key in keys]
-    return tuple(
-        (0, v, "") if isinstance(v, int | float) else (1, 0, json.dumps(v)) for v in values
-    )
 
 
 def aggregate(

@@ -70,17 +70,12 @@ def run_name(setting: str, seed: int) -> str:
 
 def family_settings(family_sweep: dict) -> list[dict]:
     """The grid's combinations and the explicit settings, each once, sorted by name."""
-    grid = family_sweep.get("grid") or {}
-    keys = sorted(grid)
-    settings = (
-        [
-            dict(zip(keys, values, strict=True))
-            for values in itertools.product(*(grid[key] for key in keys))
-        ]
-        if grid
-        else []
-    )
-    settings += family_sweep.get("settings") or []
+    settings = list(family_sweep.get("settings") or [])
+    grid = family_sweep.get("grid")
+    if grid:  # (the product of no lists would be one empty setting)
+        keys = sorted(grid)
+        combinations = itertools.product(*(grid[key] for key in keys))
+        settings += [dict(zip(keys, values, strict=True)) for values in combinations]
     unique = {}
     for overrides in settings:
         overrides = {key: overrides[key] for key in sorted(overrides)}
@@ -90,7 +85,7 @@ def family_settings(family_sweep: dict) -> list[dict]:
     return [unique[name] for name in sorted(unique)]
 
 
-def _value_order(value) -> tuple:
+def value_order(value) -> tuple:
     """Numbers by value, anything else by its JSON text."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, value, "")
@@ -119,7 +114,7 @@ def _canonical_family(family_sweep: dict) -> dict:
     if "grid" in family_sweep:
         grid = family_sweep["grid"]
         result["grid"] = {
-            key: sorted({json.dumps(v): v for v in grid[key]}.values(), key=_value_order)
+            key: sorted({json.dumps(v): v for v in grid[key]}.values(), key=value_order)
             for key in sorted(grid)
         }
     if "settings" in family_sweep:
