@@ -23,10 +23,15 @@ def configure(threads: int, seed: int | None = None) -> None:
     the machine; the seed makes training on a CPU repeatable bit for bit.
     """
     import keras
-    import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        if seed is not None:
+            # Also turns off XLA auto-compilation: for softmax epochs on a CPU it made no
+            # difference here (1.69 s with, 1.77 s without; medians of 5).
+            tf.config.experimental.enable_op_determinism()
     if seed is not None:
         keras.utils.set_random_seed(seed)
-        tf.config.experimental.enable_op_determinism()
