@@ -96,7 +96,7 @@ def time_to_accuracy(model, x_train, y_train, x_test, y_test, batch_size, epochs
 def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
     from mnistflow import runtime
 
-    runtime.configure(2)
+    runtime.configure(2, seed=0)  # as the pipeline does: op determinism, hence no XLA
     import keras_io_convnet
     import numpy as np
 
