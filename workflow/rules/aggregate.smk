@@ -1,0 +1,35 @@
+# The parameter study's aggregate: tables, plot and summary of all runs (mnistflow.aggregate).
+# Reads small files only: not worth a wait in the cluster's queue.
+localrules:
+    aggregate_sweep,
+
+
+rule aggregate_sweep:
+    input:
+        metrics=lambda wildcards: sweep_run_outputs(wildcards.dataset, "metrics.json"),
+        history=lambda wildcards: sweep_run_outputs(wildcards.dataset, "history.csv"),
+        code=package_sources("aggregate", "plots", "sweeps"),
+    output:
+        settings="results/{dataset}/sweep/settings.csv",
+        runs="results/{dataset}/sweep/runs.csv",
+        plot=report(
+            "results/{dataset}/sweep/validation_accuracy.png",
+            category="Parameter study",
+            labels={"figure": "validation accuracy vs hyperparameters"},
+        ),
+        summary="results/{dataset}/sweep/summary.txt",
+    log:
+        "logs/{dataset}/aggregate_sweep.log",
+    conda:
+        "../envs/python.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        # The study itself: a changed set of runs reruns the aggregate even without new files.
+        runs=[
+            {"family": r.family, "run": r.name, "setting": r.setting, "seed": r.seed}
+            for r in SWEEP
+        ],
+    script:
+        "../scripts/aggregate.py"
