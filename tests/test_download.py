@@ -331,9 +331,8 @@ def test_registry_entries(name):
     assert dataset.mirrors
 
 
-def test_mnist_sample_checksums_are_read_on_access(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "SAMPLE_DIR", tmp_path)
-    sample = get_dataset("mnist-sample")  # no checksums.json: no checksums, no error
+def test_mnist_sample_reads_its_checksums_file(tmp_path):
+    sample = datasets.mnist_sample(tmp_path)  # no checksums.json: no checksums, no error
     assert sample.mirrors == (str(tmp_path),)
     assert all(f.raw_md5 is None and f.raw_size is None for f in sample.files.values())
     files = {
@@ -342,13 +341,13 @@ def test_mnist_sample_checksums_are_read_on_access(tmp_path, monkeypatch):
     }
     checksums = {name: {"raw_md5": f.raw_md5, "raw_size": f.raw_size} for name, f in files.items()}
     (tmp_path / "checksums.json").write_text(json.dumps(checksums))
-    sample = datasets.DATASETS["mnist-sample"]
+    sample = datasets.mnist_sample(tmp_path)
     assert sample.files["test_images"].raw_md5 == files["t10k-images-idx3-ubyte.gz"].raw_md5
     sources = fetch_dataset(sample, tmp_path / "out", log=Log())
     assert sources["train_images"] == str(tmp_path / "train-images-idx3-ubyte.gz")
     (tmp_path / "checksums.json").write_text("{not json")
     with pytest.raises(ValueError, match="checksums.json: not valid JSON"):
-        get_dataset("mnist-sample")
+        datasets.mnist_sample(tmp_path)
 
 
 def test_bundled_sample_verifies():
