@@ -157,7 +157,7 @@ def _read_sample_checksums(directory: Path) -> dict[str, dict]:
 
 
 def mnist_sample(directory: Path | None = None) -> Dataset:
-    """The bundled sample, with its checksums read now (the file may be written after import).
+    """The bundled sample (or a sample in ``directory``), with the checksums listed beside it.
 
     Without a checksums.json the files are only checked to be complete gzip streams.
     """
