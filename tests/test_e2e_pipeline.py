@@ -210,6 +210,7 @@ def test_a_job_killed_mid_training_leaves_nothing_a_rerun_would_trust(workflow_d
         workflow_dir, [served_sample.url], models=["mlp"], hyperparameters={"mlp": {"epochs": 1}}
     )
     assert "train mlp" in planned_jobs(workflow_dir, "--rerun-incomplete")
+    snakemake(workflow_dir, "--unlock")  # Snakemake itself was killed: its lock remains
     snakemake(workflow_dir, "--rerun-incomplete")
     assert (run / "param.hdf5").exists()
     assert not [p for p in run.iterdir() if ".tmp" in p.name], "temporary files cleaned up"

@@ -119,7 +119,7 @@ def test_without_a_sweep_nothing_changes():
 
 
 def test_names_stay_short_and_safe_for_any_value():
-    assert sweeps.setting_name({"filters": [16, 32]}) == "filters=16-32"
+    assert sweeps.setting_name({"filters": [16, 32, 64]}) == "filters=16-32-64"
     assert sweeps.setting_name({"learning_rate": 1e-05}) == "learning_rate=1e-05"
     long_setting = {f"key_{i}": 10**9 + i for i in range(12)}
     name = sweeps.setting_name(long_setting)

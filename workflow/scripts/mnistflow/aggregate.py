@@ -202,7 +202,7 @@ def plot_validation_accuracy(rows: list[dict], results: list[dict], dest: str | 
     panels = {family: swept_keys(rows, family) or ["setting"] for family in families}
     columns = max(len(keys) for keys in panels.values())
     fig, axes = plt.subplots(
-        len(families), columns, figsize=(5 * columns, 3.8 * len(families)), squeeze=False
+        len(families), columns, figsize=(5 * columns, 5 * len(families)), squeeze=False
     )
     for family, family_axes in zip(families, axes, strict=True):
         family_rows = [row for row in rows if row["family"] == family]
@@ -271,10 +271,12 @@ def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], se
     else:
         labels = sorted({json.dumps(value(row, key)) for row in rows})
         ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels([label.strip('"') for label in labels], rotation=30, ha="right")
+        texts = [label.strip('"') for label in labels]
+        long = max(map(len, texts)) > 10  # tilt long labels so that they do not overlap
+        ax.set_xticklabels(texts, rotation=30 if long else 0, ha="right" if long else "center")
     ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
-    if len(series) <= 8:
-        ax.legend(fontsize=7)
+    if len(series) <= 12:  # below the panel, where it hides no point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
 
 
 def aggregate(
