@@ -1,4 +1,3 @@
-import json
 import sys
 from pathlib import Path
 
@@ -31,10 +30,6 @@ IDX_FILENAMES = {role: DATASET.files[role].filename for role in datasets.IDX_ROL
 def raw_files(dataset):
     """The four IDX files of a data set, keyed by role (train_images, ...)."""
     return {role: f"resources/{dataset}/{name}" for role, name in IDX_FILENAMES.items()}
-
-
-def run_dir(wildcards):
-    return "results/{dataset}/{family}/{run}".format(**wildcards)
 
 
 def hyperparameters(wildcards):
