@@ -21,7 +21,6 @@ from schedulers.schedtest import (
     assert_nothing_executed,
     only,
     read_env_record,
-    real_pipeline_available,
     real_workdir,
     run_snakemake,
     start_snakemake,
@@ -174,7 +173,6 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
     assert not (work / "results" / "prep.txt").exists()  # partial output removed
 
 
-@pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")
 def test_real_pipeline_through_the_profile(tmp_path, pjm_env):
     work = real_workdir(tmp_path)
     run_snakemake(

@@ -21,7 +21,6 @@ from schedulers.schedtest import (
     bring_up,
     only,
     read_env_record,
-    real_pipeline_available,
     real_workdir,
     run_snakemake,
     start_snakemake,
@@ -131,7 +130,6 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
     assert (work / target).read_text().strip() == "raw"
 
 
-@pytest.mark.skipif(not real_pipeline_available(), reason="the real pipeline is not there yet")
 def test_real_pipeline_through_the_profile(tmp_path):
     work = real_workdir(tmp_path)
     out = run_snakemake(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_workflow
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = REPO / "tests" / "schedulers"
 TOY_SNAKEFILE = HERE / "toy" / "Snakefile"
@@ -61,22 +63,9 @@ def toy_workdir(tmp_path: Path) -> Path:
     return work
 
 
-def real_pipeline_available() -> bool:
-    return (REPO / "workflow" / "rules" / "train.smk").exists() and (
-        REPO / "data" / "mnist-sample"
-    ).is_dir()
-
-
 def real_workdir(tmp_path: Path) -> Path:
     """A scratch copy of the real pipeline with a small, fast configuration file."""
-    work = tmp_path / "pipeline"
-    work.mkdir()
-    for part in ("Snakefile", "workflow", "config", "data", "profiles"):
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, work / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, work / part)
+    work = copy_workflow(tmp_path / "pipeline")
     # One family, one epoch, a GPU request on train (fake GPUs on the test clusters).
     (work / "config" / "scheduler-test.yaml").write_text(
         "dataset: mnist-sample\n"
