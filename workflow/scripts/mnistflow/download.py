@@ -17,12 +17,12 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from time import sleep
 
+from mnistflow.atomic import atomic_path
 from mnistflow.datasets import DataFile, Dataset
 
 CHUNK_SIZE = 1 << 20
@@ -126,7 +126,7 @@ def _file_url(base_url: str, filename: str) -> str:
 
 
 def _copy_local(source: Path, tmp: Path) -> None:
-    with source.open("rb") as stream, tmp.open("xb") as out:
+    with source.open("rb") as stream, tmp.open("wb") as out:
         shutil.copyfileobj(stream, out, CHUNK_SIZE)
 
 
@@ -134,7 +134,7 @@ def _download(url: str, tmp: Path, timeout_s: float) -> None:
     """Download ``url`` into ``tmp``; raise _TransientError for failures worth retrying."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response, tmp.open("xb") as out:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response, tmp.open("wb") as out:
             expected = response.headers.get("Content-Length")
             received = 0
             while chunk := response.read(CHUNK_SIZE):
@@ -170,18 +170,12 @@ def _fetch_once(
     source: str, local: bool, data_file: DataFile, dest: Path, timeout_s: float
 ) -> None:
     """Copy or download ``source`` beside ``dest``, verify it, then move it onto ``dest``."""
-    # A unique name in dest's directory: os.replace then stays on one file system, and
-    # parallel jobs or the leftovers of a killed run never collide.
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    try:
+    with atomic_path(dest) as tmp:
         if local:
             _copy_local(Path(source), tmp)
         else:
             _download(source, tmp, timeout_s)
         verify(tmp, data_file)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch_file(
