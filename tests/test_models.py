@@ -51,3 +51,10 @@ def test_reshape_for_matches_each_model_input():
     images = np.zeros((3, 28, 28), np.float32)
     for family, shape in (("softmax", (3, 784)), ("mlp", (3, 28, 28)), ("cnn", (3, 28, 28, 1))):
         assert models.reshape_for(models.build_model(family, HP), images).shape == shape
+
+
+def test_ema_momentum_turns_weight_averaging_on_and_zero_turns_it_off():
+    averaged = models.compile_model(models.build_model("mlp", HP), {**HP, "ema_momentum": 0.99})
+    assert averaged.optimizer.use_ema and averaged.optimizer.ema_momentum == pytest.approx(0.99)
+    for hp in ({**HP, "ema_momentum": 0}, HP):
+        assert not models.compile_model(models.build_model("mlp", HP), hp).optimizer.use_ema

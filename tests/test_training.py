@@ -183,3 +183,23 @@ def test_training_is_deterministic_for_a_seed_on_cpu(data, tmp_path):
     assert len(weights[0]) > 0
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+def test_weight_averaging_validates_and_saves_the_averaged_weights(data, tmp_path):
+    """With ema_momentum, history's val metrics describe exactly the weights param.hdf5 holds."""
+    import keras
+
+    from mnistflow import models
+
+    hp = {**HP["mlp"], "ema_momentum": 0.9}
+    rows, _ = train(data, "mlp", tmp_path / "averaged", hp)
+    plain = tmp_path / "plain"
+    train(data, "mlp", plain, {**hp, "ema_momentum": 0})
+    saved = models.compile_model(models.build_model("mlp", hp))
+    saved.load_weights(str(tmp_path / "averaged" / "param.hdf5"))
+    x, y = preprocess.load_split(data, "val")
+    val_loss, val_accuracy = saved.evaluate(x, y, verbose=0)
+    assert rows[-1]["val_loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert rows[-1]["val_accuracy"] == pytest.approx(val_accuracy)
+    unaveraged = keras.models.load_model(plain / "model.keras")
+    assert not np.allclose(saved.layers[-1].get_weights()[0], unaveraged.layers[-1].get_weights()[0])

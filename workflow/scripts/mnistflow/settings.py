@@ -60,7 +60,9 @@ def _coerce_cli_strings(value, schema: dict):
 
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
     """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    # libyaml's loader where PyYAML has it: this runs at every Snakemake start, even a no-op.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schema = yaml.load(Path(schema_path).read_text(), Loader=loader)
     config.update(_coerce_cli_strings(config, schema))
     # The study's values are checked against the families' keys once its structure is valid.
     errors = config_errors(config, schema) or sweeps.config_errors(config, schema)

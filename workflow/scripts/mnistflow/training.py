@@ -76,13 +76,16 @@ def train(
     models.compile_model(model, hp, steps_per_epoch)
     log(f"Training {family} on {len(train_y)} images, validating on {len(val_y)}: {hp}")
     epoch_log = EpochLog(hp["epochs"], log)
+    # With weight averaging, validate the averaged weights: those are what fit() leaves in
+    # the model at its end, and so what param.hdf5 and model.keras hold.
+    averaging = [keras.callbacks.SwapEMAWeights()] if model.optimizer.use_ema else []
     model.fit(
         models.reshape_for(model, train_x),
         train_y,
         batch_size=hp["batch_size"],
         epochs=hp["epochs"],
         validation_data=(models.reshape_for(model, val_x), val_y),
-        callbacks=[epoch_log],
+        callbacks=[*averaging, epoch_log],
         verbose=0,
     )
     save_param_hdf5(model, param_hdf5)
