@@ -201,5 +201,5 @@ def test_weight_averaging_validates_and_saves_the_averaged_weights(data, tmp_pat
     val_loss, val_accuracy = saved.evaluate(x, y, verbose=0)
     assert rows[-1]["val_loss"] == pytest.approx(val_loss, rel=1e-5)
     assert rows[-1]["val_accuracy"] == pytest.approx(val_accuracy)
-    unaveraged = keras.models.load_model(plain / "model.keras")
-    assert not np.allclose(saved.layers[-1].get_weights()[0], unaveraged.layers[-1].get_weights()[0])
+    unaveraged = keras.models.load_model(plain / "model.keras").layers[-1].get_weights()[0]
+    assert not np.allclose(saved.layers[-1].get_weights()[0], unaveraged)
