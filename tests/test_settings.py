@@ -38,6 +38,8 @@ def test_defaults_fill_missing_keys():
     assert config["dataset"] == "mnist"
     assert config["hyperparameters"]["mlp"]["hidden_units"] == 128
     assert config["hyperparameters"]["softmax"]["epochs"] == 20  # the seed's, not the generic
+    assert config["hyperparameters"]["softmax"]["ema_momentum"] == 0  # the seed's: no averaging
+    assert config["hyperparameters"]["cnn"]["ema_momentum"] == 0.99
     assert config["resources"]["train"]["gpu"] == 0
 
 
@@ -57,6 +59,10 @@ def test_defaults_fill_missing_keys():
             {"hyperparameters": {"mlp": {"hiden_units": 64}}},
             "hyperparameters.mlp: Additional properties are not allowed ('hiden_units' was "
             "unexpected) (allowed keys: epochs,",
+        ),
+        (
+            {"hyperparameters": {"cnn": {"ema_momentum": 1}}},
+            "hyperparameters.cnn.ema_momentum: 1 is greater than or equal to the maximum of 1",
         ),
         ({"dataset": "cifar10"}, "dataset: 'cifar10' is not one of"),
         (
