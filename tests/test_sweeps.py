@@ -48,6 +48,7 @@ def test_grid_times_seeds_gives_one_run_per_combination_named_after_it():
     # The rest of the hyperparameters come from the family's own, keys sorted.
     assert run.hyperparameters == {
         "batch_size": 128,
+        "ema_momentum": 0,
         "epochs": 20,
         "learning_rate": 0.01,
         "optimizer": "rmsprop",
