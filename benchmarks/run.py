@@ -124,7 +124,7 @@ def time_to_accuracy(
                 self.model.stop_training = stop_when_reached
 
     clock = Clock()
-    averaging = getattr(model.optimizer, "use_ema", False)
+    averaging = model.optimizer.use_ema
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
     model.fit(
         x_train,

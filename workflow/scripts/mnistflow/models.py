@@ -117,7 +117,7 @@ def compile_model(model: keras.Model, hp: dict | None = None, steps_per_epoch: i
             # Averaged weights are less noisy than the last step's: a fast, high learning
             # rate run reaches a given test accuracy epochs sooner.
             use_ema=ema_momentum > 0,
-            ema_momentum=ema_momentum or 0.99,
+            ema_momentum=ema_momentum,
         )
     model.compile(
         optimizer=optimizer,
