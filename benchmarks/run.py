@@ -41,9 +41,13 @@ rule done:
 
 
 def timed(command: list[str], cwd: Path) -> float:
+    """Seconds ``command`` takes; its output is kept from the terminal unless it fails."""
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}{result.stderr}")
+    return seconds
 
 
 def snakemake_command(*args: str) -> list[str]:

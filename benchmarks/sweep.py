@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -29,19 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
+from run import snakemake_command, timed  # noqa: E402
+
 from conftest import copy_workflow  # noqa: E402
 
 
 def snakemake(workdir: Path, *args: str) -> float:
-    """Seconds one `snakemake` invocation takes (its output is kept from the terminal)."""
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr}")
-    return seconds
+    """Seconds one `snakemake` invocation takes."""
+    return timed(snakemake_command(*args), workdir)
 
 
 def study_config(grid: dict, seeds: list[int], epochs: int) -> dict:
