@@ -54,7 +54,17 @@ def test_reshape_for_matches_each_model_input():
 
 
 def test_ema_momentum_turns_weight_averaging_on_and_zero_turns_it_off():
-    averaged = models.compile_model(models.build_model("mlp", HP), {**HP, "ema_momentum": 0.99})
+    hp = {**HP, "ema_momentum": 0.99}
+    averaged = models.compile_model(models.build_model("mlp", HP), hp, steps_per_epoch=430)
     assert averaged.optimizer.use_ema and averaged.optimizer.ema_momentum == pytest.approx(0.99)
     for hp in ({**HP, "ema_momentum": 0}, HP):
         assert not models.compile_model(models.build_model("mlp", HP), hp).optimizer.use_ema
+
+
+def test_averaging_window_is_capped_at_a_tenth_of_short_runs():
+    hp = {**HP, "ema_momentum": 0.99, "epochs": 5}
+    assert models.averaging_momentum(hp, steps_per_epoch=430) == 0.99  # MNIST: as configured
+    # The bundled sample: 12 steps per epoch, 60 in all, so a window of 6 steps.
+    assert models.averaging_momentum(hp, steps_per_epoch=12) == pytest.approx(1 - 1 / 6)
+    assert models.averaging_momentum(hp, steps_per_epoch=1) == 0.0  # too short to average
+    assert models.averaging_momentum({**hp, "ema_momentum": 0}, steps_per_epoch=430) == 0

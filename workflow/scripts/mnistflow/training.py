@@ -78,7 +78,10 @@ def train(
     epoch_log = EpochLog(hp["epochs"], log)
     # With weight averaging, validate the averaged weights: those are what fit() leaves in
     # the model at its end, and so what param.hdf5 and model.keras hold.
-    averaging = [keras.callbacks.SwapEMAWeights()] if model.optimizer.use_ema else []
+    averaging = []
+    if model.optimizer.use_ema:
+        averaging.append(keras.callbacks.SwapEMAWeights())
+        log(f"Averaging the weights with momentum {model.optimizer.ema_momentum:.4g}")
     model.fit(
         models.reshape_for(model, train_x),
         train_y,
