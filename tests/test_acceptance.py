@@ -37,4 +37,5 @@ def test_default_models_reach_their_accuracy_floors_on_real_mnist(
     print("test accuracy:", accuracies)
     for family, floor in FLOORS.items():
         assert accuracies[family] >= floor, f"{family}: {accuracies[family]:.4f} < {floor}"
-    assert "Test accuracy:" in (results / "softmax" / "default" / "evaluate.log").read_text()
+    evaluate_log = workflow_dir / "logs" / "mnist" / "softmax" / "default" / "evaluate.log"
+    assert "Test accuracy:" in evaluate_log.read_text()

@@ -74,23 +74,22 @@ def test_full_run_produces_every_output_and_nothing_is_left_to_do(finished_run):
     results = finished_run / "results" / "mnist-sample"
     for family in ("softmax", "mlp"):
         run = results / family / "default"
-        for name in (
-            "param.hdf5",
-            "model.keras",
-            "history.csv",
-            "metrics.json",
-            "confusion_matrix.png",
-            "misclassified.png",
-            "train.log",
-            "evaluate.log",
-            "train.benchmark.tsv",
-            "evaluate.benchmark.tsv",
-        ):
-            assert (run / name).stat().st_size > 0, f"{family}: {name}"
-        evaluate_log = (run / "evaluate.log").read_text()
+        logs = finished_run / "logs" / "mnist-sample" / family / "default"
+        benchmarks = finished_run / "benchmarks" / "mnist-sample" / family / "default"
+        outputs = [
+            *(run / name for name in ("param.hdf5", "model.keras", "history.csv")),
+            *(run / name for name in ("metrics.json", "confusion_matrix.png", "misclassified.png")),
+            logs / "train.log",
+            logs / "evaluate.log",
+            benchmarks / "train.tsv",
+            benchmarks / "evaluate.tsv",
+        ]
+        for path in outputs:
+            assert path.stat().st_size > 0, f"{family}: {path}"
+        evaluate_log = (logs / "evaluate.log").read_text()
         assert re.search(r"^Test loss: [0-9.]+$", evaluate_log, re.M)
         assert re.search(r"^Test accuracy: 0\.[0-9]+$", evaluate_log, re.M)
-        assert len(re.findall(r"^Epoch \d+/\d+ - ", (run / "train.log").read_text(), re.M)) >= 1
+        assert len(re.findall(r"^Epoch \d+/\d+ - ", (logs / "train.log").read_text(), re.M)) >= 1
     html = (results / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # curves + 2 runs x 2 figures
     assert "softmax/default" in html and "mlp/default" in html
@@ -187,6 +186,7 @@ def test_a_job_killed_mid_training_leaves_nothing_a_rerun_would_trust(workflow_d
         workflow_dir, [served_sample.url], models=["mlp"], hyperparameters={"mlp": {"epochs": 200}}
     )
     run = workflow_dir / "results" / "mnist-sample" / "mlp" / "default"
+    train_log = workflow_dir / "logs" / "mnist-sample" / "mlp" / "default" / "train.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1"],
         cwd=workflow_dir,
@@ -196,7 +196,7 @@ def test_a_job_killed_mid_training_leaves_nothing_a_rerun_would_trust(workflow_d
     )
     try:
         deadline = time.time() + 300
-        while "Epoch 2/" not in _read(run / "train.log"):
+        while "Epoch 2/" not in _read(train_log):
             assert process.poll() is None and time.time() < deadline, "training did not start"
             time.sleep(0.5)
         os.killpg(process.pid, signal.SIGKILL)  # as a scheduler does past the walltime

@@ -4,7 +4,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 # The workflow's logic lives in an importable package beside the scripts.
-PACKAGE_DIR = Path(workflow.basedir) / "workflow" / "scripts"
+PACKAGE_DIR = Path(workflow.current_basedir).parent / "scripts"
 sys.path.insert(0, str(PACKAGE_DIR))
 
 from mnistflow import datasets, settings  # noqa: E402

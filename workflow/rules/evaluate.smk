@@ -16,9 +16,9 @@ rule evaluate:
             labels={"family": "{family}", "run": "{run}"},
         ),
     log:
-        "results/{dataset}/{family}/{run}/evaluate.log",
+        "logs/{dataset}/{family}/{run}/evaluate.log",
     benchmark:
-        "results/{dataset}/{family}/{run}/evaluate.benchmark.tsv"
+        "benchmarks/{dataset}/{family}/{run}/evaluate.tsv"
     group:
         STUDY_GROUP
     conda:

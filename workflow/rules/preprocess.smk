@@ -7,7 +7,7 @@ rule preprocess:
     log:
         "logs/{dataset}/preprocess.log",
     benchmark:
-        "logs/{dataset}/preprocess.benchmark.tsv"
+        "benchmarks/{dataset}/preprocess.tsv"
     conda:
         "../envs/python.yaml"
     resources:

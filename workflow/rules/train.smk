@@ -7,9 +7,9 @@ rule train:
         model="results/{dataset}/{family}/{run}/model.keras",
         history="results/{dataset}/{family}/{run}/history.csv",
     log:
-        "results/{dataset}/{family}/{run}/train.log",
+        "logs/{dataset}/{family}/{run}/train.log",
     benchmark:
-        "results/{dataset}/{family}/{run}/train.benchmark.tsv"
+        "benchmarks/{dataset}/{family}/{run}/train.tsv"
     group:
         STUDY_GROUP
     conda:

@@ -51,7 +51,7 @@ def cnn(hp: dict) -> keras.Model:
     Dense(10). Few filters keep it cheap: on a CPU the cost of a step follows the size of
     the activations more than the multiply-adds (16/32/48 filters take ~0.5x the time of a
     keras-io mnist_convnet step, 24/48/64 ~0.6-0.8x). With weight averaging and a high
-    learning rate it passes 99.0% test accuracy after two epochs (benchmarks/run.py).
+    learning rate it passes 99.0% test accuracy after two epochs (perf/run.py).
     """
     first, second, third = hp["filters"]
     return keras.Sequential(

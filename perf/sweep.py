@@ -1,6 +1,6 @@
 """Benchmarks of parameter studies; prints a table of medians (not a timed test).
 
-    python benchmarks/sweep.py [--repeats 3] [--epochs 5] [--skip-parallel]
+    python perf/sweep.py [--repeats 3] [--epochs 5] [--skip-parallel]
 
 1. Planning: `snakemake -n` of a 1,000-run study (softmax: 10 learning rates x 10 batch
    sizes x 10 seeds, 2,000 train/evaluate jobs). Target: < 10 s.

@@ -1,9 +1,9 @@
 """Benchmarks of the workflow on the real MNIST; prints a table of medians and ratios.
 
-    python benchmarks/run.py --mnist ../shared/data/mnist [--repeats 3] [--skip-cnn]
+    python perf/run.py --mnist ../shared/data/mnist [--repeats 3] [--skip-cnn]
 
 1. Pipeline overhead: the softmax run through `snakemake -j2` (data already downloaded:
-   preprocess, train, evaluate, report) against benchmarks/plain_softmax.py doing the same
+   preprocess, train, evaluate, report) against perf/plain_softmax.py doing the same
    work in one script. Target: ratio <= 1.25.
 2. No-op: `snakemake -j4` on an up-to-date workflow. Target: < 2 s. For scale, the same on a
    one-rule workflow: Snakemake's own start-up, which no workflow can go below.
@@ -77,7 +77,7 @@ def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
                 timed(
                     [
                         sys.executable,
-                        str(REPO / "benchmarks" / "plain_softmax.py"),
+                        str(REPO / "perf" / "plain_softmax.py"),
                         str(workdir / "resources" / "mnist"),
                         str(Path(tmp) / "plain"),
                     ],
