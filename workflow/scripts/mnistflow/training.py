@@ -1,7 +1,13 @@
-"""Train one run: fit a model family on the preprocessed data and save what users need."""
+"""Train one run: fit a model family on the preprocessed data and save what users need.
+
+The training can be stopped at any step and resumed bit for bit (mnistflow.checkpoint):
+each epoch's shuffling order comes from ``(seed, epoch)`` rather than from fit()'s own
+shuffling, and each epoch is one fit() call, so that a resumed run can start one mid-way.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -10,29 +16,40 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from mnistflow import models, preprocess
+from mnistflow import checkpoint, models, preprocess, stopping
 from mnistflow.atomic import atomic_path, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+# What the training's result depends on: a checkpoint written by other code is not resumed.
+CODE = [Path(models.__file__), Path(__file__), Path(checkpoint.__file__)]
 
 
 class EpochLog(keras.callbacks.Callback):
     """One plain line per epoch (no progress-bar control characters), and the history rows."""
 
-    def __init__(self, epochs: int, log: Callable[[str], None]):
+    def __init__(self, epochs: int, log: Callable[[str], None], resumed=None):
         super().__init__()
-        self.epochs, self.log, self.rows = epochs, log, []
+        self.epochs, self.log = epochs, log
+        self.rows = list(resumed.rows) if resumed else []
+        self.lines = list(resumed.lines) if resumed else []
+        self.seconds_before = resumed.epoch_seconds if resumed else 0.0  # of a resumed epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:5]}}
-        row["seconds"] = round(time.perf_counter() - self.started, 3)
+        row["seconds"] = round(self.seconds(), 3)
+        self.seconds_before = 0.0
         self.rows.append(row)
         metrics = " - ".join(f"{k}: {row[k]:.4f}" for k in HISTORY_COLUMNS[1:5])
-        self.log(f"Epoch {row['epoch']}/{self.epochs} - {row['seconds']:.1f}s - {metrics}")
+        self.lines.append(f"Epoch {row['epoch']}/{self.epochs} - {row['seconds']:.1f}s - {metrics}")
+        self.log(self.lines[-1])
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -58,6 +75,112 @@ def save_param_hdf5(model: keras.Model, dest: str | Path) -> None:
         legacy_h5_format.save_weights_to_hdf5_group(h5, model)
 
 
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The shuffling order of one epoch: a function of (seed, epoch) only, so a resumed run
+    draws the same order without saving any generator state."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+class AveragedValidation(keras.callbacks.SwapEMAWeights):
+    """Keras' SwapEMAWeights (validate the averaged weights) without its end-of-run step.
+
+    Its on_epoch_end writes the average into the model after the last epoch of a fit()
+    call; with one fit() call per epoch that would be every epoch. The last fit() call's
+    own finalize_variable_values does it once, at the end of the run (see ``_average_kept_apart``).
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+@contextlib.contextmanager
+def _average_kept_apart(optimizer, last_epoch: bool):
+    """Every fit() call ends with ``optimizer.finalize_variable_values``, which replaces the
+    weights by their average: right after the run's last epoch, wrong after the others."""
+    if last_epoch or not optimizer.use_ema:
+        yield
+        return
+    optimizer.finalize_variable_values = lambda var_list: None  # this instance only
+    try:
+        yield
+    finally:
+        del optimizer.finalize_variable_values
+
+
+class Checkpointing(keras.callbacks.Callback):
+    """Restores a resumed epoch's running metrics, saves every ``every_minutes`` and on a
+    stop request, between steps (a step: one fit() execution of up to 32 batches)."""
+
+    def __init__(self, trainer: _Trainer):
+        super().__init__()
+        self.trainer = trainer
+
+    def on_epoch_begin(self, epoch, logs=None):
+        resumed = self.trainer.resumed_metrics
+        if resumed is not None:  # fit() has just reset them: put the epoch's sums back
+            checkpoint.restore(self.model.metrics_variables, resumed, "metrics")
+            self.trainer.resumed_metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        trainer = self.trainer
+        if trainer.batch_in_epoch() >= trainer.steps_per_epoch:
+            return  # the epoch's training is done; its end is saved after validation
+        if trainer.stop:
+            trainer.save(mid_epoch=True)
+            trainer.stopped()
+        if trainer.due():
+            trainer.save(mid_epoch=True)
+
+
+class _Trainer:
+    """The state of one training run between fit() calls."""
+
+    def __init__(
+        self, model, store, stop, epoch_log, *, steps_per_epoch, every_epochs, every_minutes, log
+    ):
+        self.model, self.store, self.stop, self.epoch_log = model, store, stop, epoch_log
+        self.steps_per_epoch, self.log = steps_per_epoch, log
+        self.every_epochs, self.every_seconds = every_epochs, every_minutes * 60
+        self.epoch = 0
+        self.resumed_metrics = None
+        self.last_save = time.monotonic()
+
+    def step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def batch_in_epoch(self) -> int:
+        return self.step() - self.epoch * self.steps_per_epoch
+
+    def due(self) -> bool:
+        return (
+            self.store is not None
+            and self.every_seconds > 0
+            and time.monotonic() - self.last_save >= self.every_seconds
+        )
+
+    def save(self, mid_epoch: bool) -> None:
+        if self.store is None:
+            return
+        state = checkpoint.State(
+            epoch=self.epoch if mid_epoch else self.epoch + 1,
+            batch=self.batch_in_epoch() if mid_epoch else 0,
+            step=self.step(),
+            epoch_seconds=self.epoch_log.seconds() if mid_epoch else 0.0,
+            rows=self.epoch_log.rows,
+            lines=self.epoch_log.lines,
+            variables=checkpoint.capture(self.model, with_metrics=mid_epoch),
+        )
+        self.store.save(state)
+        self.last_save = time.monotonic()
+
+    def stopped(self):
+        where = f"epoch {self.epoch + 1}, step {self.step()}"
+        saved = "checkpoint written" if self.store is not None else "no checkpointing configured"
+        raise stopping.Stopped(
+            self.stop.signum, f"Stopped by {self.stop.name} in {where} ({saved})"
+        )
+
+
 def train(
     data: str | Path,
     family: str,
@@ -67,32 +190,98 @@ def train(
     model_keras: str | Path,
     history: str | Path,
     log: Callable[[str], None] = print,
+    run: str = "default",
+    checkpoints: str | Path | None = None,
+    checkpoints_root: str | Path | None = None,
+    every_epochs: int = 1,
+    every_minutes: float = 10,
+    callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> list[dict]:
-    """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history."""
+    """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history.
+
+    With ``checkpoints`` (a directory of this run's own), the training state is saved after
+    every ``every_epochs`` epochs and every ``every_minutes`` (0: never), and on SIGTERM,
+    SIGUSR1 or SIGINT, after which ``stopping.Stopped`` is raised; the next call resumes
+    from the newest checkpoint written for the same data, hyperparameters and code, and
+    removes the checkpoints when the run is complete. ``callbacks`` run first at each step.
+    """
     train_x, train_y = preprocess.load_split(data, "train")
     val_x, val_y = preprocess.load_split(data, "val")
     model = models.build_model(family, hp)
-    steps_per_epoch = math.ceil(len(train_y) / hp["batch_size"])
+    batch_size, epochs = hp["batch_size"], hp["epochs"]
+    steps_per_epoch = math.ceil(len(train_y) / batch_size)
     models.compile_model(model, hp, steps_per_epoch)
     log(f"Training {family} on {len(train_y)} images, validating on {len(val_y)}: {hp}")
-    epoch_log = EpochLog(hp["epochs"], log)
     # With weight averaging, validate the averaged weights: those are what fit() leaves in
     # the model at its end, and so what param.hdf5 and model.keras hold.
     averaging = []
     if model.optimizer.use_ema:
-        averaging.append(keras.callbacks.SwapEMAWeights())
+        averaging.append(AveragedValidation())
         log(f"Averaging the weights with momentum {model.optimizer.ema_momentum:.4g}")
-    model.fit(
-        models.reshape_for(model, train_x),
-        train_y,
-        batch_size=hp["batch_size"],
-        epochs=hp["epochs"],
-        validation_data=(models.reshape_for(model, val_x), val_y),
-        callbacks=[*averaging, epoch_log],
-        verbose=0,
-    )
+
+    store, state = None, None
+    if checkpoints is not None:
+        run_fingerprint = checkpoint.fingerprint(family, hp, (train_x, train_y, val_x, val_y), CODE)
+        store = checkpoint.Store(checkpoints, run_fingerprint, log, root=checkpoints_root)
+        state = store.load()
+    model.optimizer.build(model.trainable_variables)
+    if state is not None:
+        checkpoint.restore(model.variables, state.variables["model"], "model")
+        checkpoint.restore(model.optimizer.variables, state.variables["optimizer"], "optimizer")
+        log(
+            f"Resuming {family}/{run} from epoch {state.epoch + 1}, step {state.step} "
+            f"(checkpoint written {state.written.replace('T', ' ')})"
+        )
+        for line in state.lines:  # so that the log shows every epoch once
+            log(line)
+
+    x = models.reshape_for(model, train_x)
+    validation = (models.reshape_for(model, val_x), val_y)
+    epoch_log = EpochLog(epochs, log, resumed=state)
+    with stopping.on_signals() as stop:
+        trainer = _Trainer(
+            model,
+            store,
+            stop,
+            epoch_log,
+            steps_per_epoch=steps_per_epoch,
+            every_epochs=every_epochs,
+            every_minutes=every_minutes,
+            log=log,
+        )
+        if state is not None and state.batch > 0:
+            # Keras creates the metrics' variables on the first traced step (TensorFlow) or
+            # in fit(); evaluating one image creates them now, without touching the weights.
+            model.evaluate(validation[0][:1], validation[1][:1], verbose=0)
+            trainer.resumed_metrics = state.variables["metrics"]
+        callbacks = [*callbacks, *averaging, Checkpointing(trainer), epoch_log]
+        for epoch in range(state.epoch if state else 0, epochs):
+            trainer.epoch = epoch
+            order = epoch_order(hp.get("seed", 0), epoch, len(train_y))
+            if state is not None and epoch == state.epoch:
+                order = order[state.batch * batch_size :]  # the resumed epoch's remaining batches
+            with _average_kept_apart(model.optimizer, last_epoch=epoch == epochs - 1):
+                model.fit(
+                    x[order],
+                    train_y[order],
+                    batch_size=batch_size,
+                    initial_epoch=epoch,
+                    epochs=epoch + 1,
+                    shuffle=False,
+                    validation_data=validation,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+            if epoch < epochs - 1:
+                if stop:
+                    trainer.save(mid_epoch=False)
+                    trainer.stopped()
+                if store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
+                    trainer.save(mid_epoch=False)
     save_param_hdf5(model, param_hdf5)
     with atomic_path(model_keras) as tmp:
         model.save(tmp)
     write_text(history, history_csv(epoch_log.rows))
+    if store is not None:
+        store.clear()
     return epoch_log.rows
