@@ -1,7 +1,13 @@
+def train_runtime(wildcards, attempt):
+    """Minutes: each retry of a job killed at its time limit asks for more (docs/resume.md)."""
+    runtime = config["resources"]["train"]["runtime"]
+    return min(runtime * attempt, max(runtime, config["checkpoint"]["max_runtime"]))
+
+
 rule train:
     input:
         data="results/{dataset}/data.h5",
-        code=package_sources("models", "training", "runtime"),
+        code=package_sources("models", "training", "runtime", "checkpoint", "stopping"),
     output:
         param="results/{dataset}/{family}/{run}/param.hdf5",
         model="results/{dataset}/{family}/{run}/model.keras",
@@ -19,7 +25,7 @@ rule train:
     threads: step_threads("train")
     resources:
         mem_mb=config["resources"]["train"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
+        runtime=train_runtime,
         gpu=config["resources"]["train"]["gpu"],
         gpu_model=config["resources"]["train"]["gpu_model"],
     params:
