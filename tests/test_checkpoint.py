@@ -84,10 +84,13 @@ def train(data, family, hp, out, checkpoints=None, stop_at=None, **options):
 
 
 def weights(path) -> list[np.ndarray]:
+    """In layer order (layer names differ between models built in one process)."""
     with h5py.File(path) as h5:
-        names = []
-        h5.visit(names.append)
-        return [h5[n][()] for n in names if isinstance(h5[n], h5py.Dataset)]
+        return [
+            h5[layer][name][()]
+            for layer in h5.attrs["layer_names"]
+            for name in h5[layer].attrs["weight_names"]
+        ]
 
 
 def assert_same_weights(a, b) -> None:

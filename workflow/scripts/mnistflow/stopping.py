@@ -1,8 +1,8 @@
 """Graceful stop: a signal asks the training to stop after its current step.
 
-Schedulers warn a job before killing it (SLURM ``--signal``, SLURM and PJM's SIGTERM at the
-time limit, Grid Engine's SIGUSR1 with ``-notify``; profiles/README.md); Ctrl-C sends
-SIGINT. The handler only records the request: training checks it between steps, writes a
+Schedulers warn a job before killing it: SIGTERM (SLURM and PBS at the time limit, or
+earlier with SLURM's ``--signal``), SIGXCPU (PJM at its elapse limit), SIGUSR1 (Grid Engine's
+soft limit ``s_rt`` and ``-notify``); see profiles/README.md. Ctrl-C sends SIGINT. The handler only records the request: training checks it between steps, writes a
 checkpoint and raises ``Stopped``, so the job exits non-zero and is retried.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGXCPU, signal.SIGINT)
 
 
 class Stopped(Exception):

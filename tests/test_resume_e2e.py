@@ -1,0 +1,142 @@
+"""End to end: a training killed mid-run resumes on the next `snakemake`, bit for bit.
+
+The real snakemake CLI on a scratch copy of the workflow and the bundled sample. One
+uninterrupted run is the reference; the interrupted runs must end with exactly its
+param.hdf5, and their train.log and history.csv must show every epoch once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import copy_workflow, snakemake
+
+pytestmark = pytest.mark.e2e
+
+EPOCHS = 12
+CONFIG = {
+    "dataset": "mnist-sample",
+    "models": ["cnn"],
+    # 1,500 images in batches of 16: 94 batches, three fit() executions an epoch.
+    "hyperparameters": {"cnn": {"epochs": EPOCHS, "batch_size": 16, "filters": [4, 8, 8]}},
+    "resources": {"train": {"threads": 1}},
+    "checkpoint": {"every_minutes": 0.01},  # mid-epoch saves too
+}
+TARGET = "results/mnist-sample/cnn/default/param.hdf5"
+TRAIN_LOG = "logs/mnist-sample/cnn/default/train.log"
+CHECKPOINTS = ".checkpoints/mnist-sample/cnn/default"
+
+
+def workdir(path: Path) -> Path:
+    work = copy_workflow(path)
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return work
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    work = workdir(tmp_path_factory.mktemp("reference"))
+    snakemake(work, TARGET)
+    return work
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def start(work: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", TARGET],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a terminal or a batch job gives it
+    )
+
+
+def wait_until_checkpointed(work: Path, process: subprocess.Popen) -> None:
+    """Until epoch 3 is being trained and a checkpoint exists."""
+    deadline = time.time() + 300
+    while "Epoch 2/" not in read(work / TRAIN_LOG) or not list(
+        (work / CHECKPOINTS).glob("checkpoint-*.npz")
+    ):
+        assert process.poll() is None and time.time() < deadline, "training did not start"
+        time.sleep(0.2)
+
+
+def training_pid(session: int) -> int:
+    """The process running train.py in snakemake's session."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) != session:
+                    continue
+                if b"train.py" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except (OSError, ProcessLookupError):
+                continue
+    raise AssertionError("no training process found")
+
+
+def assert_resumed_as_uninterrupted(work: Path, reference: Path) -> None:
+    log = read(work / TRAIN_LOG)
+    assert len(re.findall(r"^Resuming cnn/default from epoch \d+, step \d+ ", log, re.M)) == 1, log
+    epochs = re.findall(rf"^Epoch (\d+)/{EPOCHS} - ", log, re.M)
+    assert epochs == [str(e) for e in range(1, EPOCHS + 1)], log
+    history = (work / "results/mnist-sample/cnn/default/history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == epochs
+    with h5py.File(work / TARGET) as mine, h5py.File(reference / TARGET) as theirs:
+        names = []
+        theirs.visit(names.append)
+        datasets = [n for n in names if isinstance(theirs[n], h5py.Dataset)]
+        assert datasets
+        for name in datasets:
+            np.testing.assert_array_equal(mine[name][()], theirs[name][()], err_msg=name)
+    assert not (work / ".checkpoints").exists(), "checkpoints are removed after success"
+
+
+def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, reference):
+    work = workdir(tmp_path / "work")
+    process = start(work)
+    try:
+        wait_until_checkpointed(work, process)
+        os.killpg(process.pid, signal.SIGKILL)  # snakemake and the training, no warning
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (work / TARGET).exists()
+    # Snakemake was killed too, so its lock on the directory remains: the one extra step.
+    snakemake(work, "--unlock")
+    snakemake(work, TARGET)  # no --rerun-incomplete needed: the outputs never existed
+    assert_resumed_as_uninterrupted(work, reference)
+
+
+def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_path, reference):
+    work = workdir(tmp_path / "work")
+    process = start(work)
+    try:
+        wait_until_checkpointed(work, process)
+        os.kill(training_pid(process.pid), signal.SIGTERM)
+        assert process.wait(timeout=120) != 0, "the job failed, so snakemake failed"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    stopped = read(work / TRAIN_LOG)
+    assert re.search(
+        r"^Stopped by SIGTERM in epoch \d+, step \d+ \(checkpoint written\)", stopped, re.M
+    ), stopped
+    assert not (work / TARGET).exists()
+    snakemake(work, TARGET)  # the same command, nothing else
+    assert_resumed_as_uninterrupted(work, reference)
