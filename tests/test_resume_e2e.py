@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
 import yaml
 
 from conftest import copy_workflow, snakemake
+from resumecheck import assert_resumed_as_uninterrupted
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +32,9 @@ CONFIG = {
     "resources": {"train": {"threads": 1}},
     "checkpoint": {"every_minutes": 0.01},  # mid-epoch saves too
 }
-TARGET = "results/mnist-sample/cnn/default/param.hdf5"
-TRAIN_LOG = "logs/mnist-sample/cnn/default/train.log"
+RUN = "mnist-sample/cnn/default"
+TARGET = f"results/{RUN}/param.hdf5"
+TRAIN_LOG = f"logs/{RUN}/train.log"
 CHECKPOINTS = ".checkpoints/mnist-sample/cnn/default"
 
 
@@ -89,23 +89,6 @@ def training_pid(session: int) -> int:
     raise AssertionError("no training process found")
 
 
-def assert_resumed_as_uninterrupted(work: Path, reference: Path) -> None:
-    log = read(work / TRAIN_LOG)
-    assert len(re.findall(r"^Resuming cnn/default from epoch \d+, step \d+ ", log, re.M)) == 1, log
-    epochs = re.findall(rf"^Epoch (\d+)/{EPOCHS} - ", log, re.M)
-    assert epochs == [str(e) for e in range(1, EPOCHS + 1)], log
-    history = (work / "results/mnist-sample/cnn/default/history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == epochs
-    with h5py.File(work / TARGET) as mine, h5py.File(reference / TARGET) as theirs:
-        names = []
-        theirs.visit(names.append)
-        datasets = [n for n in names if isinstance(theirs[n], h5py.Dataset)]
-        assert datasets
-        for name in datasets:
-            np.testing.assert_array_equal(mine[name][()], theirs[name][()], err_msg=name)
-    assert not (work / ".checkpoints").exists(), "checkpoints are removed after success"
-
-
 def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, reference):
     work = workdir(tmp_path / "work")
     process = start(work)
@@ -120,7 +103,7 @@ def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, refere
     # Snakemake was killed too, so its lock on the directory remains: the one extra step.
     snakemake(work, "--unlock")
     snakemake(work, TARGET)  # no --rerun-incomplete needed: the outputs never existed
-    assert_resumed_as_uninterrupted(work, reference)
+    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
 
 
 def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_path, reference):
@@ -139,4 +122,4 @@ def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_pat
     ), stopped
     assert not (work / TARGET).exists()
     snakemake(work, TARGET)  # the same command, nothing else
-    assert_resumed_as_uninterrupted(work, reference)
+    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
