@@ -1,8 +1,9 @@
 """Graceful stop: a signal asks the training to stop after its current step.
 
 Schedulers warn a job before killing it: SIGTERM (SLURM and PBS at the time limit, or
-earlier with SLURM's ``--signal``), SIGXCPU (PJM at its elapse limit), SIGUSR1 (Grid Engine's
-soft limit ``s_rt`` and ``-notify``); see profiles/README.md. Ctrl-C sends SIGINT. The handler only records the request: training checks it between steps, writes a
+earlier with SLURM's ``--signal``), SIGXCPU (PJM at its elapse limit), SIGUSR1 (Grid
+Engine's soft limit ``s_rt`` and ``-notify``); see profiles/README.md. Ctrl-C sends SIGINT.
+The handler only records the request: training checks it between steps, writes a
 checkpoint and raises ``Stopped``, so the job exits non-zero and is retried.
 """
 

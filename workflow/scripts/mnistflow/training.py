@@ -135,12 +135,9 @@ class Checkpointing(keras.callbacks.Callback):
 class _Trainer:
     """The state of one training run between fit() calls."""
 
-    def __init__(
-        self, model, store, stop, epoch_log, *, steps_per_epoch, every_epochs, every_minutes, log
-    ):
+    def __init__(self, model, store, stop, epoch_log, *, steps_per_epoch, every_minutes):
         self.model, self.store, self.stop, self.epoch_log = model, store, stop, epoch_log
-        self.steps_per_epoch, self.log = steps_per_epoch, log
-        self.every_epochs, self.every_seconds = every_epochs, every_minutes * 60
+        self.steps_per_epoch, self.every_seconds = steps_per_epoch, every_minutes * 60
         self.epoch = 0
         self.resumed_metrics = None
         self.last_save = time.monotonic()
@@ -200,8 +197,8 @@ def train(
     """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history.
 
     With ``checkpoints`` (a directory of this run's own), the training state is saved after
-    every ``every_epochs`` epochs and every ``every_minutes`` (0: never), and on SIGTERM,
-    SIGUSR1 or SIGINT, after which ``stopping.Stopped`` is raised; the next call resumes
+    every ``every_epochs`` epochs and every ``every_minutes`` (0: never), and on the signals
+    of ``stopping.SIGNALS``, after which ``stopping.Stopped`` is raised; the next call resumes
     from the newest checkpoint written for the same data, hyperparameters and code, and
     removes the checkpoints when the run is complete. ``callbacks`` run first at each step.
     """
@@ -245,9 +242,7 @@ def train(
             stop,
             epoch_log,
             steps_per_epoch=steps_per_epoch,
-            every_epochs=every_epochs,
             every_minutes=every_minutes,
-            log=log,
         )
         if state is not None and state.batch > 0:
             # Keras creates the metrics' variables on the first traced step (TensorFlow) or
