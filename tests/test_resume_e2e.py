@@ -123,3 +123,22 @@ def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_pat
     assert not (work / TARGET).exists()
     snakemake(work, TARGET)  # the same command, nothing else
     assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
+
+
+def test_ctrl_c_then_the_same_command_resumes(tmp_path, reference):
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group."""
+    work = workdir(tmp_path / "work")
+    process = start(work)
+    try:
+        wait_until_checkpointed(work, process)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) != 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    stopped = read(work / TRAIN_LOG)
+    assert re.search(
+        r"^Stopped by SIGINT in epoch \d+, step \d+ \(checkpoint written\)", stopped, re.M
+    ), stopped
+    snakemake(work, TARGET)  # Snakemake exited cleanly: no --unlock, the same command
+    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)

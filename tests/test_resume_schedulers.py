@@ -33,7 +33,7 @@ checkpoint: {{every_minutes: 0.1}}
 RUN = "mnist-sample/cnn/default"
 TARGET = f"results/{RUN}/param.hdf5"
 # A third attempt (3 minutes) in case the machine is slow; usually two suffice.
-RETRIES = ["--retries", "2", "--configfile", "config/resume-test.yaml", TARGET]
+RETRIES = [TARGET, "--retries", "2", "--configfile", "config/resume-test.yaml"]
 
 
 def pipeline(path):
@@ -46,7 +46,7 @@ def pipeline(path):
 def reference(tmp_path_factory):
     """The same training, uninterrupted, run locally."""
     work = pipeline(tmp_path_factory.mktemp("reference"))
-    snakemake(work, "--configfile", "config/resume-test.yaml", TARGET, timeout=900)
+    snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=900)
     return work
 
 

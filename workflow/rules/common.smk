@@ -52,3 +52,9 @@ def run_outputs(dataset, name):
 
 def report_html(dataset):
     return f"results/{dataset}/report.html"
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes: each retry of a job killed at its time limit asks for more (docs/resume.md)."""
+    runtime = config["resources"]["train"]["runtime"]
+    return min(runtime * attempt, max(runtime, config["checkpoint"]["max_runtime"]))

@@ -1,9 +1,3 @@
-def train_runtime(wildcards, attempt):
-    """Minutes: each retry of a job killed at its time limit asks for more (docs/resume.md)."""
-    runtime = config["resources"]["train"]["runtime"]
-    return min(runtime * attempt, max(runtime, config["checkpoint"]["max_runtime"]))
-
-
 rule train:
     input:
         data="results/{dataset}/data.h5",
