@@ -123,7 +123,9 @@ class Checkpointing(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         trainer = self.trainer
-        if trainer.batch_in_epoch() >= trainer.steps_per_epoch:
+        # ``batch``: the last batch of this execution, counted from this fit() call's start
+        trainer.batch = min(trainer.first_batch + batch + 1, trainer.steps_per_epoch)
+        if trainer.batch == trainer.steps_per_epoch:
             return  # the epoch's training is done; its end is saved after validation
         if trainer.stop:
             trainer.save(mid_epoch=True)
@@ -138,15 +140,12 @@ class _Trainer:
     def __init__(self, model, store, stop, epoch_log, *, steps_per_epoch, every_minutes):
         self.model, self.store, self.stop, self.epoch_log = model, store, stop, epoch_log
         self.steps_per_epoch, self.every_seconds = steps_per_epoch, every_minutes * 60
-        self.epoch = 0
+        self.epoch = self.first_batch = self.batch = 0  # batches of the epoch: before fit(), done
         self.resumed_metrics = None
         self.last_save = time.monotonic()
 
     def step(self) -> int:
-        return int(self.model.optimizer.iterations.numpy())
-
-    def batch_in_epoch(self) -> int:
-        return self.step() - self.epoch * self.steps_per_epoch
+        return self.epoch * self.steps_per_epoch + self.batch
 
     def due(self) -> bool:
         return (
@@ -158,9 +157,12 @@ class _Trainer:
     def save(self, mid_epoch: bool) -> None:
         if self.store is None:
             return
+        # On JAX, fit() keeps the state outside the variables between steps: fetch it.
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
         state = checkpoint.State(
             epoch=self.epoch if mid_epoch else self.epoch + 1,
-            batch=self.batch_in_epoch() if mid_epoch else 0,
+            batch=self.batch if mid_epoch else 0,
             step=self.step(),
             epoch_seconds=self.epoch_log.seconds() if mid_epoch else 0.0,
             rows=self.epoch_log.rows,
@@ -251,10 +253,11 @@ def train(
             trainer.resumed_metrics = state.variables["metrics"]
         callbacks = [*callbacks, *averaging, Checkpointing(trainer), epoch_log]
         for epoch in range(state.epoch if state else 0, epochs):
-            trainer.epoch = epoch
+            trainer.epoch, trainer.first_batch = epoch, 0
             order = epoch_order(hp.get("seed", 0), epoch, len(train_y))
             if state is not None and epoch == state.epoch:
-                order = order[state.batch * batch_size :]  # the resumed epoch's remaining batches
+                trainer.first_batch = state.batch  # train the resumed epoch's remaining batches
+                order = order[state.batch * batch_size :]
             with _average_kept_apart(model.optimizer, last_epoch=epoch == epochs - 1):
                 model.fit(
                     x[order],
@@ -267,6 +270,7 @@ def train(
                     callbacks=callbacks,
                     verbose=0,
                 )
+            trainer.batch = steps_per_epoch
             if epoch < epochs - 1:
                 if stop:
                     trainer.save(mid_epoch=False)
