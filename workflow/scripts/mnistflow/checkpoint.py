@@ -36,7 +36,8 @@ PREFIX = "checkpoint-"
 
 
 def digest(*parts: bytes | str) -> str:
-    h = hashlib.sha256()
+    # Identity, not security: SHA-1 reads MNIST's 190 MB twice as fast as SHA-256 here.
+    h = hashlib.sha1(usedforsecurity=False)
     for part in parts:
         h.update(part.encode() if isinstance(part, str) else part)
         h.update(b"\0")
