@@ -37,7 +37,7 @@ RETRIES = [TARGET, "--retries", "3", "--configfile", "config/resume-test.yaml"]
 
 
 def pipeline(path):
-    work = copy_workflow(path)
+    work = copy_workflow(path / "pipeline")  # run_snakemake writes path / "snakemake.out"
     (work / "config" / "resume-test.yaml").write_text(CONFIG)
     return work
 
