@@ -199,3 +199,14 @@ def test_a_stop_without_checkpointing_still_stops_cleanly(data, tmp_path):
     with pytest.raises(stopping.Stopped, match=r"SIGTERM in epoch 2.*no checkpointing"):
         train(data, "softmax", HP["softmax"], tmp_path, stop_at=MID_SECOND_EPOCH)
     assert not list(tmp_path.iterdir()), "nothing half-written"
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGXCPU", "SIGINT"])
+def test_each_warning_signal_requests_a_stop_and_the_handlers_are_restored(name):
+    signum = getattr(signal, name)
+    before = signal.getsignal(signum)
+    with stopping.on_signals() as stop:
+        assert not stop
+        os.kill(os.getpid(), signum)  # would end (or interrupt) the process without the handler
+        assert stop and stop.name == name
+    assert signal.getsignal(signum) == before

@@ -147,6 +147,9 @@ def test_grid_engine_h_rt_retry_resumes(tmp_path, reference):
         r["failed"].startswith("37") or r["exit_status"] in ("137", "143", "138")
         for r in trains[:-1]
     ), trains
+    # runtime x attempt: h_rt of 60, 120, (180) seconds
+    limits = [re.search(r"h_rt=(\d+)", r["category"]).group(1) for r in trains]
+    assert limits == [str(60 * n) for n in range(1, len(trains) + 1)], limits
     assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
 
 

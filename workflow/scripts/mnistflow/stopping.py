@@ -2,7 +2,8 @@
 
 Schedulers warn a job before killing it: SIGTERM (SLURM and PBS at the time limit, or
 earlier with SLURM's ``--signal``), SIGXCPU (PJM at its elapse limit), SIGUSR1 (Grid
-Engine's soft limit ``s_rt`` and ``-notify``); see profiles/README.md. Ctrl-C sends SIGINT.
+Engine's soft limit ``s_rt``) and SIGUSR2 (Grid Engine's ``-notify`` before a kill); see
+profiles/README.md. Ctrl-C sends SIGINT.
 The handler only records the request: training checks it between steps, writes a
 checkpoint and raises ``Stopped``, so the job exits non-zero and is retried.
 """
@@ -13,7 +14,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGXCPU, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGXCPU, signal.SIGINT)
 
 
 class Stopped(Exception):
