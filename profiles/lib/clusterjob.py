@@ -139,8 +139,8 @@ def check_extra(variable: str, value: str) -> list[str]:
         args = shlex.split(value)
     except ValueError as e:
         raise SiteSettingError(
-            f"{variable}={value!r} cannot be split into options ({e}): "
-            "close every quote, e.g. \"-l 'software=abc'\""
+            f"{variable}={value!r} is not accepted: it must be options split like a shell "
+            f"would, with every quote closed ({e}), e.g. \"-l 'software=abc'\""
         ) from None
     bad = [a for a in args if CONTROL.search(a)]
     if bad:
