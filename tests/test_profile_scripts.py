@@ -551,6 +551,8 @@ def test_pbs_abci_queue_per_rule_and_group_required():
     assert pbs_lib.build_qsub_args(p, "l/")[8] == "rt_HF"
     with pytest.raises(SiteSettingError, match="MNIST_PBS_PROJECT"):
         pbs_lib.build_qsub_args(props(pbs_mode="abci"), "l/")
+    with pytest.raises(SiteSettingError, match="MNIST_PBS_PROJECT"):
+        pbs_lib.site_settings({"MNIST_PBS_MODE": "abci"})
 
 
 @pytest.mark.parametrize(

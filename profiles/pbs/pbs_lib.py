@@ -40,10 +40,17 @@ SETTINGS = [
 ]  # fmt: skip
 
 
+ABCI_NEEDS_GROUP = (
+    "MNIST_PBS_MODE=abci needs your ABCI group: set MNIST_PBS_PROJECT (qsub -P), e.g. gaa50000"
+)
+
+
 def site_settings(environ=os.environ) -> dict[str, str]:
     """The profile's site settings from the environment, checked (config.yaml calls this)."""
     values = settings_from_environment(SETTINGS, environ)
     check_extra("MNIST_PBS_EXTRA", values.get("pbs_extra", ""))
+    if values.get("pbs_mode") == "abci" and "pbs_project" not in values:
+        raise SiteSettingError(ABCI_NEEDS_GROUP)
     return values
 
 
@@ -79,9 +86,7 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
         # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
         queue = site.get("pbs_rt") or abci_queue(gpus)
         if "pbs_project" not in site:
-            raise SiteSettingError(
-                "abci mode needs your ABCI group: set MNIST_PBS_PROJECT (qsub -P), e.g. gaa50000"
-            )
+            raise SiteSettingError(ABCI_NEEDS_GROUP)
         args += ["-q", queue, "-P", site["pbs_project"], "-l", "select=1"]
     else:
         select = f"select=1:ncpus={threads}"
