@@ -693,3 +693,21 @@ def test_profile_passes_good_site_settings_to_the_jobs(tmp_path, profile):
         "slurm": "slurm_partition=cpu,gpu",
     }[profile]
     assert expected in r.stdout + r.stderr
+
+
+def test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub(tmp_path):
+    """--set-resources bypasses the profile-time check: the submit script refuses it, cleanly."""
+    work = toy(tmp_path)
+    state = tmp_path / "pjm-state"
+    env = {**os.environ, "PATH": f"{PJM_SIM}{os.pathsep}{os.environ['PATH']}"}
+    env["PJM_SIM_DIR"] = str(state)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/pjm", "--latency-wait", "1",
+         "--set-resources", "preprocess:pjm_rscgrp='small,node=999'"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "pjm_submit.py: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
+    assert "Traceback" not in out
+    assert not (state / "jobs").exists() or not list((state / "jobs").iterdir())
