@@ -703,7 +703,7 @@ def test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub(tmp_path):
     env["PJM_SIM_DIR"] = str(state)
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/pjm", "--retries", "0",
-         "--set-resources", "preprocess:pjm_rscgrp='small,node=999'"],
+         "--latency-wait", "1", "--set-resources", "preprocess:pjm_rscgrp='small,node=999'"],
         cwd=work, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode != 0
