@@ -13,6 +13,17 @@ settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
 
+
+onstart:
+    # Cluster jobs get the --config values on their command line, where Snakemake 9.27 does
+    # not quote them safely (snakemake issue 3297): refuse such values before the first
+    # submission. The executor is known only here, not while the Snakefile is read.
+    if not workflow.local_exec:
+        settings.check_cli_config_for_cluster_jobs(
+            workflow.config_settings.config_args
+        )
+
+
 DATASET = datasets.get_dataset(config["dataset"])
 RUNS = settings.runs(config)  # {family: {run name: hyperparameters}}
 

@@ -115,6 +115,12 @@ def load_split(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         return h5[split]["images"][()], h5[split]["labels"][()]
 
 
+def split_size(path: str | Path, split: str) -> int:
+    """Images in one split, without loading them."""
+    with h5py.File(path, "r") as h5:
+        return len(h5[split]["labels"])
+
+
 def read_attrs(path: str | Path) -> dict:
     with h5py.File(path, "r") as h5:
         return {key: (v.item() if hasattr(v, "item") else v) for key, v in h5.attrs.items()}
