@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) are absl INFO lines logged before
 # absl::InitializeLog(), which absl prints whatever TF_CPP_MIN_LOG_LEVEL says (abseil-cpp pull
 # requests 1718 and 1957, "Don't log unwanted when not initialized"). So the log is written
