@@ -186,7 +186,7 @@ def test_logs_hold_our_lines_not_tensorflows_start_up_noise(cnn_run, step):
     assert "absl::InitializeLog" not in log
     assert "oneDNN custom operations" not in log and "cpu_feature_guard" not in log
     assert "rebuild TensorFlow with the appropriate compiler flags" not in log
-    ours = "Training cnn on 1500 images" if step == "train" else "Test accuracy: "
+    ours = "Training cnn on 1500 images" if step == "train" else "Test loss: "
     assert ours in log.splitlines()[0]
 
 
