@@ -5,7 +5,7 @@ repr() quoting (snakemake issue 3297): with a ' in it, the job's shell would run
 and backticks. Such values stop a cluster run before the first submission with a message
 pointing to --configfile; values the shell reads back literally (", backticks, `$(...)`
 without a ') reach the jobs as written. Local runs pass values to the steps in-process, so
-every value works there. Real SLURM and Grid Engine on localhost, the PJM simulator.
+every value works there. Real SLURM and Grid Engine on localhost, the PJM simulator, OpenPBS.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ PROFILES = {
     ),
     "uge": ("gridengine", ["--seconds-between-status-checks", "1", "--latency-wait", "10"]),
     "pjm": (None, ["--seconds-between-status-checks", "1", "--latency-wait", "10"]),
+    "pbs": ("pbs", ["--seconds-between-status-checks", "1", "--latency-wait", "10"]),
 }
 
 
@@ -61,6 +62,8 @@ def profile_env(name: str, tmp_path: Path) -> dict[str, str]:
             "PATH": f"{PJM_SIM_DIR}{os.pathsep}{os.environ['PATH']}",
             "PJM_SIM_DIR": str(tmp_path / "pjm-state"),
         }
+    if name == "pbs":  # OpenPBS's qsub/qstat before Grid Engine's of the same names
+        return {"PATH": f"/opt/pbs/bin{os.pathsep}{os.environ['PATH']}"}
     return {}
 
 
