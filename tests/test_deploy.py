@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.e2e
 TAG = "v1.0.0"
@@ -89,3 +89,11 @@ def test_snakedeploy_deployment_runs_the_sample_as_a_module(hosted_repo, tmp_pat
         assert metrics["test_accuracy"] > 0.3, metrics["test_accuracy"]  # chance is 0.1
         assert (deployment / "logs" / "mnist-sample" / family / "default" / "train.log").exists()
     assert "Nothing to be done" in run(snakemake, deployment, env)
+
+
+def test_run_from_a_checkout_the_steps_depend_on_the_packages_modules(workflow_dir):
+    """Locally, package_sources() names the checkout's modules: editing one reruns its steps."""
+    out = snakemake(workflow_dir, "-n", "--config", "dataset=mnist-sample").stdout
+    train = next(block for block in out.split("\n\n") if "rule train:" in block)
+    models = workflow_dir / "workflow" / "scripts" / "mnistflow" / "models.py"
+    assert str(models) in train
