@@ -208,3 +208,30 @@ def test_the_log_filter_keeps_warnings_and_errors(tmp_path):
         time.sleep(0.1)
     lines = (tmp_path / "x.log").read_text().splitlines()
     assert [line.split("] ")[-1] for line in lines] == ["a real warning", "ours", "a real error"]
+
+
+def test_the_log_filter_outlives_a_signal_to_the_whole_process_group(tmp_path):
+    # Schedulers and Ctrl-C signal every process of the job at once; training then still writes
+    # its checkpoint lines, which must reach the log rather than a filter that already died.
+    log = tmp_path / "x.log"
+    script = (
+        "import signal, sys, time\n"
+        "from mnistflow import runtime\n"
+        f"runtime.log_to({str(log)!r})\n"
+        "def stop(signum, frame):\n"
+        "    time.sleep(0.5)  # finishing the current step\n"
+        "    print('checkpoint written after', signal.Signals(signum).name)\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('training', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow" / "scripts")}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    deadline = time.time() + 30
+    while "training" not in (log.read_text() if log.exists() else ""):
+        assert time.time() < deadline and process.poll() is None, "the script did not start"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert log.read_text().splitlines() == ["training", "checkpoint written after SIGTERM"]

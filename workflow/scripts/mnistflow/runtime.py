@@ -12,7 +12,11 @@ import sys
 # requests 1718 and 1957, "Don't log unwanted when not initialized"). So the log is written
 # through a filter that drops INFO lines and absl's notice; warnings and errors pass.
 LOG_FILTER = r"""
-import re, sys
+import re, signal, sys
+# Schedulers and Ctrl-C signal every process of a job at once: the filter reads on to the end,
+# so what the script writes while it stops gracefully (a checkpoint) still reaches the log.
+for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGXCPU"):
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
 info = re.compile(rb"^I\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] ")  # I0000 00:00:17.5 42 port.cc:153]
 notice = b"WARNING: All log messages before absl::InitializeLog() is called"
 dropped = False
