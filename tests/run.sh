@@ -21,11 +21,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
 fi
 
-echo "== linters"
+echo "== linters (what the Snakemake workflow catalog's CI checks, too)"
 ruff check .
 ruff format --check .
 snakefmt --check .
 snakemake --lint --config dataset=mnist-sample
+snakemake --directory .test --lint
+# The catalog's CI also runs the .test configuration and `snakemake --report` on it: pytest
+# does (tests/test_report.py::test_dot_test_run_and_snakemakes_report_stand_on_their_own).
 
 echo "== pytest"
 python3 -m pytest -ra "$@"
