@@ -128,8 +128,9 @@ def time_to_accuracy(
                 self.model.stop_training = stop_when_reached
 
     clock = Clock()
-    # On JAX, a callback's weight swap does not reach fit's state (keras-team/keras#19054):
-    # the test accuracy there is the raw weights' until fit ends with the averaged ones.
+    # Not on JAX: swapping at epoch ends there frees the arrays of the weights fit goes on
+    # with ("Array has been deleted"; callbacks that change weights: keras-team/keras#19054).
+    # The test accuracy on JAX is the raw weights' until fit ends with the averaged ones.
     averaging = model.optimizer.use_ema and keras.backend.backend() == "tensorflow"
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
     model.fit(

@@ -79,10 +79,7 @@ def train(
     # With weight averaging, validate the averaged weights: those are what fit() leaves in
     # the model at its end, and so what param.hdf5 and model.keras hold.
     averaging = []
-    # Not on JAX, where a callback's swap never reaches fit's state and the swapped-out
-    # weights are freed (keras-team/keras#19054): there validation sees the last step's
-    # weights, and fit still ends with the averaged ones, which are saved.
-    if model.optimizer.use_ema and keras.backend.backend() == "tensorflow":
+    if model.optimizer.use_ema:
         averaging.append(keras.callbacks.SwapEMAWeights())
         log(f"Averaging the weights with momentum {model.optimizer.ema_momentum:.4g}")
     model.fit(
