@@ -9,7 +9,8 @@
    one-rule workflow: Snakemake's own start-up, which no workflow can go below.
 3. CNN: training time until the test accuracy first reaches 99.0% (checked after every epoch),
    for the keras-io mnist_convnet example and for the workflow's cnn with its default
-   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.2%.
+   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.25%
+   (for the worst of seeds 0-4: perf/backends.py --families cnn --seeds 0 1 2 3 4).
 All runs happen in a scratch copy of the workflow; nothing is written to the repository.
 """
 
@@ -268,7 +269,7 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
         ("keras-io mnist_convnet: train s to 99.0%", ref, ""),
         ("workflow cnn (default config): train s to 99.0%", own, ""),
         ("cnn / keras-io", own / ref, "<= 0.2"),
-        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.992"),
+        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.9925"),
     ]
 
 
