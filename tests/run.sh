@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need, brings up the local test
-# schedulers (SLURM, Grid Engine; needs root and Debian's apt), runs the linters and pytest.
+# schedulers (SLURM, Grid Engine, OpenPBS; needs root and Debian's apt), runs the linters and pytest.
 # Scheduler tests skip with a reason where a scheduler could not be brought up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +12,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         timeout 600 bash "tests/schedulers/${scheduler}_up.sh" \
             || echo "WARNING: could not bring up ${scheduler}; its tests will be skipped"
     done
+    # OpenPBS is not in Debian: its build and bring-up script live beside the repository.
+    pbs_up="../shared/vendor/openpbs/pbs_up.sh"
+    if [ -f "$pbs_up" ]; then
+        timeout 600 bash "$pbs_up" || echo "WARNING: could not bring up OpenPBS; its tests will be skipped"
+    else
+        echo "WARNING: $pbs_up not found; the OpenPBS tests will be skipped"
+    fi
 fi
 
-echo "== linters"
+echo "== linters (what the Snakemake workflow catalog's CI checks, too)"
 ruff check .
 ruff format --check .
 snakefmt --check .
 snakemake --lint --config dataset=mnist-sample
+snakemake --directory .test --lint
+# The catalog's CI also runs the .test configuration and `snakemake --report` on it: pytest
+# does (tests/test_report.py::test_dot_test_run_and_snakemakes_report_stand_on_their_own).
 
 echo "== pytest"
 python3 -m pytest -ra "$@"

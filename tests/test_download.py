@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistflow import datasets, download
+from mnistflow import datasets, download, idx
 from mnistflow.datasets import IDX_FILENAMES, IDX_ROLES, DataFile, Dataset, get_dataset
 from mnistflow.download import (
     DownloadError,
@@ -104,27 +104,87 @@ def test_verify_reports_expected_and_actual(tmp_path, labels):
     with pytest.raises(VerificationError) as error:
         verify(tmp_path / NAME, labels)
     message = str(error.value)
-    assert NAME in message and labels.raw_md5 in message and other.raw_md5 in message
+    assert labels.raw_md5 in message and other.raw_md5 in message
+    assert str(tmp_path) not in message, "the caller names the file and its source, once"
     longer = write_gz(tmp_path, NAME, synthetic_raw("train_labels", count=21))
     with pytest.raises(VerificationError, match=f"size is {longer.raw_size} bytes, expected 28"):
         verify(tmp_path / NAME, labels)
 
 
-def test_verify_names_truncated_and_non_gzip_files(tmp_path, labels, mirror_dir):
+def test_verify_names_truncated_files_and_html_pages(tmp_path, labels, mirror_dir):
     data = (mirror_dir / NAME).read_bytes()
     path = tmp_path / NAME
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(VerificationError, match=f"{NAME}: truncated gzip"):
+    with pytest.raises(VerificationError, match="^truncated gzip"):
         verify(path, labels)
-    path.write_bytes(b"<html>403 Forbidden</html>")
-    with pytest.raises(VerificationError, match=f"{NAME}: not gzip"):
+    path.write_bytes(b"<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>")
+    with pytest.raises(VerificationError, match="^not an IDX file: it looks like an HTML page"):
         verify(path, labels)
-    # Without any checksum the file must still be a complete gzip stream.
+    # Without any checksum the file must still read to its end.
     unknown = DataFile(NAME, raw_md5=None, gz_md5=None, raw_size=None)
     verify(mirror_dir / NAME, unknown)
     path.write_bytes(data[:-5])
     with pytest.raises(VerificationError, match="truncated gzip"):
         verify(path, unknown)
+
+
+def test_verify_accepts_an_uncompressed_idx_under_the_gz_name_as_preprocess_does(
+    tmp_path, labels, mirror_dir
+):
+    path = tmp_path / NAME
+    path.write_bytes(gzip.decompress((mirror_dir / NAME).read_bytes()))
+    verify(path, labels)
+    assert len(idx.read_labels(path)) == 20
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda raw: struct.pack(">I", 2051) + raw[4:], "an IDX images file (magic number 2051)"),
+        (lambda raw: raw[:8] + bytes([11]) + raw[9:], "label 11 found, labels must be 0-9"),
+        (lambda raw: raw[:4] + struct.pack(">I", 19) + raw[8:-1], "it holds 19 items, expected 20"),
+        (lambda raw: b"\x00\x00\x09\x01" + raw[4:], "not an IDX labels file (magic number 2305"),
+    ],
+    ids=["images-magic", "label-11", "count", "wrong-type"],
+)
+def test_a_checksum_failure_says_what_is_wrong_with_the_content(tmp_path, labels, change, reason):
+    raw = gzip.decompress((tmp_path / "mirror" / NAME).read_bytes())
+    path = tmp_path / NAME
+    path.write_bytes(gzip.compress(change(raw)))
+    with pytest.raises(VerificationError) as error:
+        verify(path, labels)
+    assert str(error.value).startswith(reason), error.value
+    assert "md5 of the decompressed content" in str(error.value) or "size is" in str(error.value)
+
+
+def test_fetch_log_names_the_real_file_and_its_source_once(http_mirror, mirror_dir, labels, dest):
+    server = http_mirror(mirror_dir)
+    server.serve(NAME, b"<html><head><title>Not here</title></head></html>")
+    good = http_mirror(mirror_dir)
+    log = Log()
+    fetch_file(labels, [server.url, good.url], dest, log=log, **FAST)
+    failed = log[0]
+    assert failed.startswith(f"[download] {server.url}{NAME} (attempt 1/3) failed: ")
+    assert "not an IDX file: it looks like an HTML page" in failed
+    assert failed.count(NAME) == 1 and ".tmp" not in failed
+    assert log[1] == f"[download] {good.url}{NAME} (attempt 1/3) ok, verified"
+
+
+def test_temporaries_of_a_killed_download_are_removed_by_the_next_attempt(
+    synthetic, mirror_dir, tmp_path
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    # What a download SIGKILLed mid-file leaves (atomic_path's naming), and an unrelated file.
+    stale = out / ".train-images-idx3-ubyte.k2j4_x.tmp.gz"
+    stale.write_bytes(b"half a file")
+    other = out / "notes.txt"
+    other.write_text("mine")
+    log = Log()
+    fetch_dataset(synthetic, out, extra_mirrors=[mirror_dir], log=log, **FAST)
+    assert not stale.exists() and other.exists()
+    assert f"[download] removed {stale}, left by an interrupted download" in log
+    assert sorted(p.name for p in out.iterdir()) == sorted([*IDX_FILENAMES.values(), "notes.txt"])
 
 
 # --- fetch_file over HTTP ---------------------------------------------------------------------
@@ -294,7 +354,7 @@ def test_fetch_dataset_extra_mirrors_first_and_existing_files_kept(
     assert sources["train_labels"] == fallback.url + NAME
     assert [sources[role] for role in IDX_ROLES if role != "train_labels"] == ["existing file"] * 3
     assert fallback.requests == [NAME] and len(preferred.requests) == 4
-    assert any("fetching again" in line for line in log)
+    assert any(line.endswith("; fetching a fresh copy") for line in log)
     for data_file in synthetic.files.values():
         verify(out / data_file.filename, data_file)
 

@@ -50,7 +50,7 @@ def planned_jobs(workdir: Path, *args: str) -> list[str]:
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         match = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not match or match.group(1) == "all":
+        if not match or match.group(1) in ("all", "default"):  # the targets, not jobs
             continue
         wildcards = re.search(r"wildcards: (.*)", block)
         family = re.search(r"family=(\w+)", wildcards.group(1)) if wildcards else None

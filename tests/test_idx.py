@@ -25,7 +25,8 @@ def test_round_trip_gzipped_and_plain(tmp_path):
 def test_labels_file_given_as_images_names_the_file_and_magic(tmp_path):
     labels = write(tmp_path / "train-labels-idx1-ubyte.gz", idx.encode_idx(np.zeros(5, np.uint8)))
     with pytest.raises(
-        idx.IdxError, match=r"train-labels-idx1-ubyte.gz: magic number 2049, expected 2051"
+        idx.IdxError,
+        match=r"labels-idx1-ubyte.gz: an IDX labels file \(magic number 2049\), expected images",
     ):
         idx.read_images(labels)
 

@@ -53,7 +53,7 @@ def test_preprocess_writes_splits_and_provenance(raw, tmp_path):
 def test_a_wrong_file_leaves_no_output(raw, tmp_path):
     raw["train_images"], raw["train_labels"] = raw["train_labels"], raw["train_images"]
     out = tmp_path / "out" / "data.h5"
-    with pytest.raises(ValueError, match="magic number 2049, expected 2051"):
+    with pytest.raises(ValueError, match=r"magic number 2049\), expected images \(2051\)"):
         preprocess.preprocess(raw, out, dataset="synthetic", validation_size=50, seed=0)
     assert not out.exists()
 

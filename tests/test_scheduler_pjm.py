@@ -68,7 +68,9 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path, pjm_env):
     env = {
         **pjm_env,
         "MNIST_PJM_RSCGRP": "small",
-        "MNIST_PJM_GROUP": EVIL_VALUE,
+        "MNIST_PJM_GROUP": "hp000000",
+        # A site setting full of shell syntax travels as one pjsub argument.
+        "MNIST_PJM_EXTRA": f"-x 'MNIST_NOTE={EVIL_VALUE}'",
         "MNIST_PJM_GFSCACHE": "/vol0004:/vol0005",
     }
     run_snakemake(
@@ -97,8 +99,8 @@ def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path, pjm_env):
     assert rec["L"]["gpu"] == "1"
     assert rec["L"]["elapse"] == "00:05:00"
     assert rec["L"]["node"] == "1"
-    assert rec["group"] == EVIL_VALUE  # passed as one argument, never through a shell
-    assert rec["x"] == {"PJM_LLIO_GFSCACHE": "/vol0004:/vol0005"}
+    assert rec["group"] == "hp000000"
+    assert rec["x"] == {"PJM_LLIO_GFSCACHE": "/vol0004:/vol0005", "MNIST_NOTE": EVIL_VALUE}
     assert rec["join"] and rec["stats"]
     env_rec = read_env_record(only(list((work / "results").glob("env_train_*.txt"))))
     assert env_rec["PJM_JOBID"] == train["JOB_ID"]

@@ -130,6 +130,23 @@ def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
     assert (work / target).read_text().strip() == "raw"
 
 
+def test_job_at_its_time_limit_gets_sigterm_first_and_is_retried(tmp_path):
+    """-t 1: SLURM sends SIGTERM to the job's processes, SIGKILL KillWait later (~1.5 min)."""
+    work = toy_workdir(tmp_path)
+    target = "results/prep.txt"
+    out = run_snakemake(
+        work, "--profile", "profiles/slurm", *FAST, target,
+        "--set-resources", "preprocess:runtime=1", "--config", "hang_once=600",
+        env=SQUEUE, timeout=300,
+    )  # fmt: skip
+    preps = [j for j in slurm_jobs(out) if j["rule"] == "preprocess"]
+    assert [j["state"] for j in preps] == ["TIMEOUT", "COMPLETED"], preps
+    # The rule's own shell, under srun and snakemake in the job step, saw the SIGTERM:
+    # the warning that training checkpoints on.
+    assert (work / ".term_marker").exists()
+    assert (work / target).read_text().strip() == "raw"
+
+
 def test_real_pipeline_through_the_profile(tmp_path):
     work = real_workdir(tmp_path)
     out = run_snakemake(

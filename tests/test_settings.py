@@ -85,6 +85,57 @@ def test_command_line_strings_are_parsed_where_numbers_are_expected():
     assert config["hyperparameters"]["cnn"]["epochs"] == 3
 
 
+def test_command_line_strings_are_parsed_behind_schema_references():
+    # snakemake --config 'resources={"train": {"gpu": 1}}': resources.train is a $ref
+    config = check({**load_default(), "resources": {"train": {"gpu": "1", "threads": "4"}}})
+    assert config["resources"]["train"]["gpu"] == 1
+    assert config["resources"]["train"]["threads"] == 4
+
+
+# Values a job's shell must read back literally; those with ', \ or a control character
+# cannot pass Snakemake's repr() quoting and are refused for cluster runs.
+SHELL_SPECIAL = {
+    "double quote": ('download={mirrors: [/data/a"b]}', True),
+    "backticks and $()": ('download={"mirrors": ["/data/`touch p`$(touch p)"]}', True),
+    "single quote": ('download={"mirrors": ["/data/it\'s$(touch p)"]}', False),
+    "backslash": ('download={"mirrors": ["C:\\\\data"]}', False),
+    "newline": ('download={"mirrors": ["/data/a\nb"]}', False),
+    "plain": ("dataset=mnist-sample", True),
+    "already quoted": ('"dataset=mnist-sample"', False),
+}
+
+
+@pytest.mark.parametrize("name", SHELL_SPECIAL)
+def test_a_config_argument_is_safe_exactly_when_the_jobs_shell_reads_it_back(tmp_path, name):
+    import subprocess
+
+    from snakemake_interface_executor_plugins.utils import format_cli_arg
+
+    arg, safe = SHELL_SPECIAL[name]
+    assert (settings.unsafe_cli_config([arg]) == []) is safe
+    # What Snakemake writes into a job script, run by bash as the job would.
+    line = format_cli_arg("--config", [arg])
+    result = subprocess.run(
+        ["bash", "-c", f'printf "%s\\0" {line}'], cwd=tmp_path, capture_output=True, text=True
+    )
+    literal = result.returncode == 0 and result.stdout == f"--config\0{arg}\0"
+    if safe:
+        assert literal and not list(tmp_path.iterdir())
+    else:
+        assert not literal
+
+
+def test_an_unsafe_config_argument_stops_with_the_configfile_way():
+    arg = SHELL_SPECIAL["single quote"][0]
+    with pytest.raises(settings.ConfigError) as error:
+        settings.check_cli_config_for_cluster_jobs(["dataset=mnist-sample", arg])
+    message = str(error.value)
+    assert arg in message and "dataset=mnist-sample" not in message
+    assert "--configfile my.yaml" in message and "Nothing was submitted" in message
+    assert "- /data/it's$(touch p)" in message  # the value as YAML for the file
+    settings.check_cli_config_for_cluster_jobs(["dataset=mnist-sample"])  # safe: no error
+
+
 def test_reordering_hyperparameter_keys_gives_the_same_run():
     first = check(load_default())
     reordered = load_default()

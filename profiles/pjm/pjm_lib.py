@@ -1,76 +1,58 @@
-"""Pure logic behind the PJM (Fujitsu Technical Computing Suite) profile.
+"""What is specific to Fujitsu PJM (Technical Computing Suite: Fugaku, Wisteria, Genkai).
 
-Used by pjm_submit.py, pjm_status.py and pjm_cancel.py, which the
-snakemake-executor-plugin-cluster-generic calls as executables. Standard
-library only, so it runs with whatever python3 the login node has.
-
-Nothing here goes through a shell: every value that came from the workflow
-(config, wildcards, resources) ends up as one element of an argument list.
+Used by pjm_submit.py, pjm_status.py and pjm_cancel.py (called by the
+snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
+the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import re
-import shlex
-import time
-from pathlib import Path
+import sys
 
-# --- job properties -----------------------------------------------------------
-
-_PROPS_RE = re.compile(r"^# properties = (.*)$", re.MULTILINE)
-
-
-def read_job_properties(jobscript_text: str) -> dict:
-    """The JSON Snakemake writes into each jobscript ("# properties = {...}")."""
-    m = _PROPS_RE.search(jobscript_text)
-    if not m:
-        raise ValueError("no '# properties = ...' line in the jobscript")
-    return json.loads(m.group(1))
-
-
-_APPTAINER_RE = re.compile(
-    r"--(?:software-deployment-method|deployment-method|sdm)((?:\s+[^\s-]\S*)+)"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from clusterjob import (  # noqa: E402
+    NAME,
+    NAME_FORM,
+    Setting,
+    check_extra,
+    check_resources,
+    format_hms,
+    int_resource,
+    job_name,
+    runtime_seconds,
+    settings_from_environment,
 )
 
-
-def uses_apptainer(jobscript_text: str) -> bool:
-    """True when the job runs with --software-deployment-method apptainer."""
-    return any("apptainer" in m.group(1).split() for m in _APPTAINER_RE.finditer(jobscript_text))
-
-
-# --- pjsub arguments ------------------------------------------------------------
-
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def job_name(props: dict) -> str:
-    """A PJM-safe job name: rule name plus wildcard values, limited to [A-Za-z0-9_.-]."""
-    parts = [str(props.get("rule", "snakejob"))]
-    parts += [str(v) for v in (props.get("wildcards") or {}).values()]
-    name = _NAME_BAD.sub("_", ".".join(parts))
-    return name[:63] or "snakejob"
+# PJM reads "-L a=1,b=2" and "-x A=1,B=2" as lists: a comma or "=" in a value
+# would add resource items or environment variables to the job.
+PATHS = r"/[A-Za-z0-9_./-]*(:/[A-Za-z0-9_./-]*)*"
+SETTINGS = [
+    Setting("MNIST_PJM_RSCGRP", "pjm_rscgrp", NAME, f"a resource group name: {NAME_FORM}"),
+    Setting("MNIST_PJM_GPU_RSCGRP", "pjm_gpu_rscgrp", NAME,
+            f"a resource group name: {NAME_FORM}"),
+    Setting("MNIST_PJM_GROUP", "pjm_group", NAME, f"a group name: {NAME_FORM}"),
+    Setting("MNIST_PJM_GFSCACHE", "pjm_gfscache", PATHS,
+            "absolute paths joined by ':' (e.g. /vol0004:/vol0005), no commas, '=' or spaces"),
+    Setting("--set-resources RULE:pjm_jobenv", "pjm_jobenv", NAME,
+            f"a job environment: {NAME_FORM}"),
+    Setting("MNIST_PJM_EXTRA", "pjm_extra", r"[^\x00-\x1f\x7f]*", "pjsub options on one line"),
+]  # fmt: skip
 
 
-def format_elapse(runtime_min) -> str:
-    """Snakemake `runtime` (minutes) -> PJM elapse HH:MM:SS (at least one minute)."""
-    seconds = max(60, int(math.ceil(float(runtime_min) * 60)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:02d}:{m:02d}:{s:02d}"
-
-
-def _setting(resources: dict, key: str) -> str:
-    value = resources.get(key)
-    return "" if value is None else str(value).strip()
+def site_settings(environ=os.environ) -> dict[str, str]:
+    """The profile's site settings from the environment, checked (config.yaml calls this)."""
+    values = settings_from_environment(SETTINGS, environ)
+    check_extra("MNIST_PJM_EXTRA", values.get("pjm_extra", ""))
+    return values
 
 
 def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     """pjsub options for one Snakemake job (without the jobscript path).
 
-    Site settings arrive as resources (set in the profile's default-resources,
-    overridable per rule with set-resources):
+    Site settings arrive as resources (SETTINGS), checked here again, since
+    set-resources may change them per rule:
       pjm_rscgrp    resource group              -> -L rscgrp=
       pjm_group     group charged for the job    -> -g
       pjm_gfscache  volumes for LLIO's cache     -> -x PJM_LLIO_GFSCACHE=
@@ -79,32 +61,29 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
       pjm_extra     more pjsub options, split like a shell would (no shell runs)
     """
     res = props.get("resources") or {}
+    site = check_resources(SETTINGS, res)
     args = ["-N", job_name(props), "-L", "node=1"]
-    rscgrp = _setting(res, "pjm_rscgrp")
-    if rscgrp:
-        args += ["-L", f"rscgrp={rscgrp}"]
-    if res.get("runtime") not in (None, ""):
-        args += ["-L", f"elapse={format_elapse(res['runtime'])}"]
-    gpus = int(res.get("gpu") or 0)
+    if "pjm_rscgrp" in site:
+        args += ["-L", f"rscgrp={site['pjm_rscgrp']}"]
+    seconds = runtime_seconds(res)
+    if seconds is not None:
+        args += ["-L", f"elapse={format_hms(seconds)}"]
+    gpus = int_resource(res, "gpu")
     if gpus > 0:
         # PJM sites with GPUs (e.g. Wisteria-Aquarius, Genkai) take -L gpu=N.
         args += ["-L", f"gpu={gpus}"]
-    jobenv = _setting(res, "pjm_jobenv") or ("singularity" if apptainer else "")
+    jobenv = site.get("pjm_jobenv") or ("singularity" if apptainer else "")
     if jobenv:
         args += ["-L", f"jobenv={jobenv}"]
-    group = _setting(res, "pjm_group")
-    if group:
-        args += ["-g", group]
-    gfscache = _setting(res, "pjm_gfscache")
-    if gfscache:
-        args += ["-x", f"PJM_LLIO_GFSCACHE={gfscache}"]
+    if "pjm_group" in site:
+        args += ["-g", site["pjm_group"]]
+    if "pjm_gfscache" in site:
+        args += ["-x", f"PJM_LLIO_GFSCACHE={site['pjm_gfscache']}"]
     # -j: stderr into the .out file; -S: write <name>.<id>.stats with the PJM
     # code, which tells why a job ended; -X: pass the submit environment
     # (PATH to python/snakemake) to the job.
     args += ["-j", "-S", "-X"]
-    extra = _setting(res, "pjm_extra")
-    if extra:
-        args += shlex.split(extra)
+    args += check_extra("MNIST_PJM_EXTRA", site.get("pjm_extra", ""))
     return args
 
 
@@ -158,29 +137,3 @@ def snakemake_status(row: dict[str, str]) -> str:
         return "success" if ok else "failed"
     # RUNNING_STATES, and anything unknown: wait for the next poll.
     return "running"
-
-
-# --- jobs that are nowhere to be seen --------------------------------------------
-
-
-def missing_for_too_long(state_dir: Path, jobid: str, grace_s: float, now: float | None = None):
-    """Remember when a job was first missing from pjstat; True once past grace_s.
-
-    A job can be briefly invisible (just submitted, or between the live list
-    and the history). Only a job missing for longer than grace_s counts as lost.
-    """
-    now = time.time() if now is None else now
-    state_dir.mkdir(parents=True, exist_ok=True)
-    marker = state_dir / f"{jobid}.missing"
-    if not marker.exists():
-        marker.write_text(str(now))
-        return False
-    try:
-        first = float(marker.read_text() or now)
-    except ValueError:
-        first = now
-    return now - first > grace_s
-
-
-def clear_missing(state_dir: Path, jobid: str) -> None:
-    (state_dir / f"{jobid}.missing").unlink(missing_ok=True)

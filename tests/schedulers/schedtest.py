@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = REPO / "tests" / "schedulers"
 TOY_SNAKEFILE = HERE / "toy" / "Snakefile"
 PJM_SIM_DIR = HERE / "pjm_sim"
+# OpenPBS is not packaged by Debian: its build and bring-up script live beside the repository.
+UP_SCRIPTS = {"pbs": REPO.parent / "shared" / "vendor" / "openpbs" / "pbs_up.sh"}
 
 # A wildcard value full of shell syntax: if any layer (Snakemake, a plugin, our
 # submit scripts, the scheduler) ran it through a shell, pwned_* files appear.
@@ -35,10 +37,12 @@ def skip_or_fail(reason: str):
 
 
 def bring_up(name: str) -> None:
-    """Run tests/schedulers/<name>_up.sh once per session (idempotent, ~1 s if already up)."""
+    """Run tests/schedulers/<name>_up.sh (or UP_SCRIPTS[name]) once per session (idempotent)."""
     if name not in _brought_up:
-        script = HERE / f"{name}_up.sh"
-        if os.geteuid() != 0:
+        script = UP_SCRIPTS.get(name, HERE / f"{name}_up.sh")
+        if not script.exists():
+            _brought_up[name] = f"{script} not found"
+        elif os.geteuid() != 0:
             _brought_up[name] = f"{script.name} needs root to install and start {name}"
         else:
             try:

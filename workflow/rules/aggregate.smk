@@ -14,6 +14,7 @@ rule aggregate_sweep:
         runs="results/{dataset}/sweep/runs.csv",
         plot=report(
             "results/{dataset}/sweep/validation_accuracy.png",
+            caption="../report/sweep_plot.rst",
             category="Parameter study",
             labels={"figure": "validation accuracy vs hyperparameters"},
         ),

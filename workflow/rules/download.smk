@@ -5,16 +5,18 @@ localrules:
 
 rule download:
     output:
-        list(raw_files("{dataset}").values()),
+        # update(): Snakemake does not delete the files before the job runs (nor after it
+        # fails), so verified data survives a failed attempt to fetch it again; the script
+        # keeps every file that still verifies and re-fetches only the others.
+        [update(path) for path in raw_files("{dataset}").values()],
     log:
         "logs/{dataset}/download.log",
     conda:
         "../envs/python.yaml"
     params:
-        mirrors=config["download"]["mirrors"],
-        default_mirrors=config["download"]["default_mirrors"],
-        retries=config["download"]["retries"],
-        backoff_seconds=config["download"]["backoff_seconds"],
-        timeout_seconds=config["download"]["timeout_seconds"],
+        # Only what defines the content makes the files stale. Mirrors, retries, backoff and
+        # timeout (config download.*) are read by the script from the config instead: they
+        # are not params, so changing them never reruns anything.
+        checksums=lambda wildcards: datasets.checksums(wildcards.dataset),
     script:
         "../scripts/download.py"

@@ -7,11 +7,13 @@ rule evaluate:
         metrics="results/{dataset}/{family}/{run}/metrics.json",
         confusion=report(
             "results/{dataset}/{family}/{run}/confusion_matrix.png",
+            caption="../report/confusion_matrix.rst",
             category="Confusion matrices",
             labels={"family": "{family}", "run": "{run}"},
         ),
         misclassified=report(
             "results/{dataset}/{family}/{run}/misclassified.png",
+            caption="../report/misclassified.rst",
             category="Misclassified test images",
             labels={"family": "{family}", "run": "{run}"},
         ),

@@ -11,10 +11,23 @@ rule report:
         code=package_sources("report", "plots", "aggregate"),
         sweep=lambda wildcards: list(sweep_outputs(wildcards.dataset).values()),
     output:
-        report(
+        html=report(
             "results/{dataset}/report.html",
-            category="Report",
-            labels={"figure": "comparison of all runs"},
+            caption="../report/report_html.rst",
+            category="Summary",
+            labels={"item": "HTML report of all runs"},
+        ),
+        curves=report(
+            "results/{dataset}/curves.png",
+            caption="../report/curves.rst",
+            category="Summary",
+            labels={"item": "training curves"},
+        ),
+        metrics=report(
+            "results/{dataset}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Summary",
+            labels={"item": "metrics of all runs"},
         ),
     log:
         "logs/{dataset}/report.log",

@@ -23,8 +23,10 @@ runs = [
 report.build_report(
     runs,
     snakemake.params.config,
-    snakemake.output[0],
+    snakemake.output.html,
     title=f"MNIST workflow report: {snakemake.wildcards.dataset}",
     sweep=snakemake.params.sweep or None,
+    curves_png=snakemake.output.curves,
+    metrics_table=snakemake.output.metrics,
 )
-print(f"Wrote {snakemake.output[0]} comparing {len(runs)} runs")
+print(f"Wrote {snakemake.output.html} comparing {len(runs)} runs")

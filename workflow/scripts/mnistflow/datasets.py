@@ -191,6 +191,18 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+def checksums(name: str) -> dict[str, dict]:
+    """What defines a data set's content, per file: the download's only rerun trigger."""
+    return {
+        data_file.filename: {
+            "raw_md5": data_file.raw_md5,
+            "gz_md5": data_file.gz_md5,
+            "raw_size": data_file.raw_size,
+        }
+        for data_file in get_dataset(name).files.values()
+    }
+
+
 def get_dataset(name: str) -> Dataset:
     if name not in DATASETS:
         allowed = ", ".join(DATASETS)

@@ -22,10 +22,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from time import sleep
 
+from mnistflow import idx
 from mnistflow.atomic import atomic_path
 from mnistflow.datasets import DataFile, Dataset
 
 CHUNK_SIZE = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 USER_AGENT = "mnistflow-download/1.0 (python urllib)"
 
 WAYS_OUT = """\
@@ -60,53 +62,97 @@ def _md5_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_content(path: Path):
+    """The file's IDX content: gunzipped, or as is when it is not gzip (as idx.read_idx does)."""
+    with path.open("rb") as stream:
+        gzipped = stream.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
 def _raw_md5_and_size(path: Path) -> tuple[str, int]:
     """md5 and size of the decompressed content, read in chunks (the images are 47 MB raw)."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     try:
-        with gzip.open(path, "rb") as stream:
+        with _open_content(path) as stream:
             while chunk := stream.read(CHUNK_SIZE):
                 digest.update(chunk)
                 size += len(chunk)
     except EOFError as error:
-        raise VerificationError(f"{path.name}: truncated gzip ({error}); file: {path}") from error
-    except gzip.BadGzipFile as error:
-        reason = "not gzip" if "Not a gzipped file" in str(error) else "corrupt gzip"
-        raise VerificationError(f"{path.name}: {reason} ({error}); file: {path}") from error
-    except zlib.error as error:
-        raise VerificationError(f"{path.name}: corrupt gzip ({error}); file: {path}") from error
+        raise VerificationError(f"truncated gzip ({error})") from error
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise VerificationError(f"corrupt gzip ({error})") from error
     return digest.hexdigest(), size
+
+
+def _why_not(path: Path, data_file: DataFile) -> str:
+    """What is wrong with a file that fails its checksum, as precisely as its content says."""
+    try:
+        with _open_content(path) as stream:
+            head = stream.read(512)
+    except (EOFError, OSError, zlib.error):
+        return ""  # the checksum's own message says it all
+    if idx.looks_like_html(head):
+        return "not an IDX file: it looks like an HTML page (an error or login page?)"
+    read = idx.read_labels if "labels" in data_file.filename else idx.read_images
+    try:
+        array = read(path)
+    except idx.IdxError as error:
+        return str(error).removeprefix(f"{path}: ")
+    expected = _expected_count(data_file)
+    if expected is not None and len(array) != expected:
+        return f"it holds {len(array)} items, expected {expected}"
+    return "its content differs from the published file (a different version or a damaged copy)"
+
+
+def _expected_count(data_file: DataFile) -> int | None:
+    """Items in the file, from its known decompressed size (header: 8 bytes labels, 16 images)."""
+    if data_file.raw_size is None:
+        return None
+    if "labels" in data_file.filename:
+        return data_file.raw_size - 8
+    return (data_file.raw_size - 16) // (28 * 28)
 
 
 def verify(path: Path, data_file: DataFile) -> None:
     """Raise VerificationError unless ``path`` holds ``data_file``.
 
-    The decompressed content is the reference when its md5 is known, so both the mirrors'
-    original .gz and a faithful re-compressed copy pass; otherwise the .gz md5 is checked.
-    With no checksum at all, the file must at least be a complete gzip stream.
+    The decompressed content is the reference when its md5 is known, so the mirrors' original
+    .gz, a faithful re-compressed copy and an uncompressed copy under the .gz name all pass
+    (preprocess reads all three). Otherwise the .gz md5 is checked. With no checksum at all,
+    the file must at least be readable to its end. The message says what is wrong; the
+    caller adds which file and where it came from.
     """
     path = Path(path)
-    name = data_file.filename
     if data_file.raw_md5 is None and data_file.gz_md5 is not None:
         actual = _md5_of_file(path)
         if actual != data_file.gz_md5:
-            raise VerificationError(
-                f"{name}: md5 of the .gz file is {actual}, expected {data_file.gz_md5}; "
-                f"file: {path}"
-            )
+            problem = f"md5 of the .gz file is {actual}, expected {data_file.gz_md5}"
+            raise VerificationError(_with_reason(problem, path, data_file))
         return
     raw_md5, raw_size = _raw_md5_and_size(path)
     if data_file.raw_size is not None and raw_size != data_file.raw_size:
-        raise VerificationError(
-            f"{name}: decompressed size is {raw_size} bytes, expected {data_file.raw_size}; "
-            f"file: {path}"
-        )
+        problem = f"decompressed size is {raw_size} bytes, expected {data_file.raw_size}"
+        raise VerificationError(_with_reason(problem, path, data_file))
     if data_file.raw_md5 is not None and raw_md5 != data_file.raw_md5:
-        raise VerificationError(
-            f"{name}: md5 of the decompressed content is {raw_md5}, expected {data_file.raw_md5}; "
-            f"file: {path}"
-        )
+        problem = f"md5 of the decompressed content is {raw_md5}, expected {data_file.raw_md5}"
+        raise VerificationError(_with_reason(problem, path, data_file))
+
+
+def _with_reason(problem: str, path: Path, data_file: DataFile) -> str:
+    reason = _why_not(path, data_file)
+    return f"{reason} ({problem})" if reason else problem
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Delete what killed attempts left beside ``dest`` (atomic_path's ``.<stem>.*.tmp<suffix>``).
+
+    Snakemake runs one download job per data set at a time, so no live attempt owns them.
+    """
+    stale = sorted(dest.parent.glob(f".{dest.stem}.*.tmp{dest.suffix}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _local_directory(mirror: str) -> Path | None:
@@ -163,6 +209,8 @@ def _describe(error: BaseException) -> str:
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
         return f"{error.reason}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # the file's name is already in the line
     return str(error) or type(error).__name__
 
 
@@ -203,13 +251,13 @@ def fetch_file(
             directory = _local_directory(mirror)
         except ValueError as error:
             failures.append(f"{mirror}: {error}")
-            log(f"[download] {name}: {error}")
+            log(f"[download] {mirror}: {error}")
             continue
         local = directory is not None
         source = str(directory / name) if local else _file_url(mirror, name)
         attempts = 1 if local else 1 + retries
         for attempt in range(attempts):
-            tried = f"[download] {name}: {source} (attempt {attempt + 1}/{attempts})"
+            tried = f"[download] {source} (attempt {attempt + 1}/{attempts})"
             try:
                 _fetch_once(source, local, data_file, dest, timeout_s)
             except _TransientError as error:
@@ -256,13 +304,15 @@ def fetch_dataset(
     sources = {}
     for role, data_file in dataset.files.items():
         dest = dest_dir / data_file.filename
+        for stale in remove_stale_temporaries(dest):
+            log(f"[download] removed {stale}, left by an interrupted download")
         if dest.exists():
             try:
                 verify(dest, data_file)
             except VerificationError as error:
-                log(f"[download] {data_file.filename}: fetching again, existing file: {error}")
+                log(f"[download] {dest}: {error}; fetching a fresh copy")
             else:
-                log(f"[download] {data_file.filename}: existing file verifies, kept")
+                log(f"[download] {dest}: verifies, kept")
                 sources[role] = "existing file"
                 continue
         sources[role] = fetch_file(data_file, mirrors, dest, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from sklearn import metrics as skmetrics
 
 from mnistflow import models, plots, preprocess, versions
 from mnistflow.atomic import write_text
+
+
+def hyperparameters_used(hp: dict, train_images: int) -> dict:
+    """``hp`` with the ema_momentum training actually used (lowered for short runs)."""
+    if "ema_momentum" not in hp:
+        return hp
+    steps_per_epoch = math.ceil(train_images / hp["batch_size"])
+    return {**hp, "ema_momentum": round(models.averaging_momentum(hp, steps_per_epoch), 4)}
 
 
 def evaluate(
@@ -49,7 +58,7 @@ def evaluate(
     result = {
         "run": run,
         "family": family,
-        "hyperparameters": hp,
+        "hyperparameters": hyperparameters_used(hp, preprocess.split_size(data, "train")),
         "test_loss": float(loss),
         "test_accuracy": float(accuracy),
         "test_images": int(len(test_y)),

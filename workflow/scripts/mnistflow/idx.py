@@ -42,11 +42,7 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
         raise IdxError(f"{path}: {len(data)} bytes is too short for an IDX header")
     (magic,) = struct.unpack(">I", data[:4])
     if magic != expected_magic:
-        kind = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}[expected_magic]
-        raise IdxError(
-            f"{path}: magic number {magic}, expected {expected_magic} for an IDX {kind} file "
-            "(is this the right file, e.g. labels swapped with images?)"
-        )
+        raise IdxError(f"{path}: {_wrong_magic(data, magic, expected_magic)}")
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     shape = struct.unpack(f">{ndim}I", data[4:header_size])
@@ -57,6 +53,25 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
             f"but the file has {len(data)} bytes (truncated or padded)"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+KINDS = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
+
+
+def looks_like_html(data: bytes) -> bool:
+    head = data[:512].lstrip().lower()
+    return head.startswith(b"<") and any(tag in head for tag in (b"<html", b"<!doctype", b"<head"))
+
+
+def _wrong_magic(data: bytes, magic: int, expected_magic: int) -> str:
+    kind = KINDS[expected_magic]
+    if magic in KINDS:  # the other kind of MNIST file
+        return (
+            f"an IDX {KINDS[magic]} file (magic number {magic}), expected {kind} "
+            f"({expected_magic}): labels and images swapped?"
+        )
+    what = "it looks like an HTML page" if looks_like_html(data) else f"magic number {magic}"
+    return f"not an IDX {kind} file ({what}; expected magic number {expected_magic})"
 
 
 def read_images(path: str | Path) -> np.ndarray:

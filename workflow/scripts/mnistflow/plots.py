@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # no display on compute nodes
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mnistflow.atomic import atomic_path  # noqa: E402
 
@@ -21,16 +22,24 @@ def _save(fig, dest: str | Path) -> None:
 
 
 def confusion_matrix(matrix: np.ndarray, class_names, title: str, dest: str | Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    """Counts of true (rows) against predicted (columns) classes, each count written large."""
+    fig, ax = plt.subplots(figsize=(8, 7.5))
     image = ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=title)
     ax.set_xticklabels(class_names, rotation=45, ha="right")
     ax.set_yticklabels(class_names)
+    ax.tick_params(labelsize=11)
+    ax.xaxis.label.set_fontsize(12)
+    ax.yaxis.label.set_fontsize(12)
     threshold = matrix.max() / 2
+    # Shrink the numbers only where four digits would overlap their neighbours.
+    fontsize = 11 if matrix.max() < 1000 else 9
     for (row, col), count in np.ndenumerate(matrix):
+        if count == 0 and row != col:
+            continue  # empty off-diagonal cells stay blank, so the errors stand out
         colour = "white" if count > threshold else "black"
-        ax.text(col, row, int(count), ha="center", va="center", color=colour, fontsize=7)
+        ax.text(col, row, int(count), ha="center", va="center", color=colour, fontsize=fontsize)
     fig.colorbar(image, ax=ax, fraction=0.046)
     _save(fig, dest)
 
@@ -70,6 +79,7 @@ def training_curves(histories: dict[str, list[dict]], dest: str | Path) -> None:
             ax.plot(epochs, [row[metric] for row in rows], label=f"train {metric}")
             ax.plot(epochs, [row[f"val_{metric}"] for row in rows], label=f"validation {metric}")
             ax.set(title=f"{run}: {metric}", xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
             ax.legend()
     fig.tight_layout()
     _save(fig, dest)

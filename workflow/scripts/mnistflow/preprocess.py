@@ -12,10 +12,35 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mnistflow import idx
+from mnistflow import download, idx
 from mnistflow.atomic import atomic_path
+from mnistflow.datasets import DataFile
 
 SPLITS = ("train", "val", "test")
+
+
+class DamagedInputError(ValueError):
+    """An input fails its checksum; the message says what is wrong and the command that recovers."""
+
+
+def check_inputs(raw: dict[str, Path], expected: dict[str, DataFile], dataset: str) -> None:
+    """Verify each input against its data set's checksums (a disk fault, a hand edit)."""
+    damaged = []
+    for role, path in raw.items():
+        try:
+            download.verify(path, expected[role])
+        except download.VerificationError as error:
+            damaged.append(f"  {path}: {error}")
+    if damaged:
+        raise DamagedInputError(
+            "damaged input file(s), not the published data:\n"
+            + "\n".join(damaged)
+            + "\nFetch fresh copies (the files that still verify are kept) by adding "
+            "--forcerun download to the command you ran, e.g.\n"
+            f"  snakemake -j4 --forcerun download --config dataset={dataset}"
+        )
+
+
 NORMALISATION = "float32 pixel / 255, in [0, 1]"
 
 
@@ -45,9 +70,21 @@ def normalise(images: np.ndarray) -> np.ndarray:
 
 
 def preprocess(
-    raw: dict[str, Path], out: Path, *, dataset: str, validation_size: int, seed: int
+    raw: dict[str, Path],
+    out: Path,
+    *,
+    dataset: str,
+    validation_size: int,
+    seed: int,
+    expected: dict[str, DataFile] | None = None,
 ) -> dict[str, int]:
-    """Parse and validate the IDX files in ``raw`` (keyed by role), split, write ``out``."""
+    """Parse and validate the IDX files in ``raw`` (keyed by role), split, write ``out``.
+
+    With ``expected`` (the data set's files, keyed by role) each input is first checked
+    against its checksums.
+    """
+    if expected is not None:
+        check_inputs(raw, expected, dataset)
     train_x, train_y = idx.read_pair(raw["train_images"], raw["train_labels"])
     test_x, test_y = idx.read_pair(raw["test_images"], raw["test_labels"])
     train_idx, val_idx = stratified_split(train_y, validation_size, seed)
@@ -76,6 +113,12 @@ def load_split(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
     with h5py.File(path, "r") as h5:
         return h5[split]["images"][()], h5[split]["labels"][()]
+
+
+def split_size(path: str | Path, split: str) -> int:
+    """Images in one split, without loading them."""
+    with h5py.File(path, "r") as h5:
+        return len(h5[split]["labels"])
 
 
 def read_attrs(path: str | Path) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -95,12 +96,40 @@ def _sweep_section(sweep: dict) -> tuple[list[str], set[str]]:
     return section, hidden
 
 
+METRICS_COLUMNS = [
+    "run",
+    "family",
+    "epochs",
+    "val accuracy",
+    "test accuracy",
+    "test loss",
+    "train s",
+]
+
+
+def metrics_csv(rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(METRICS_COLUMNS)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def build_report(
-    runs: list[dict], config: dict, dest: str | Path, title: str, sweep: dict | None = None
+    runs: list[dict],
+    config: dict,
+    dest: str | Path,
+    title: str,
+    sweep: dict | None = None,
+    *,
+    curves_png: str | Path | None = None,
+    metrics_table: str | Path | None = None,
 ) -> None:
     """``runs``: dicts with keys run, metrics, history, confusion_png, misclassified_png.
 
     ``sweep``: the parameter study's aggregate (see ``_sweep_section``), if there is one.
+    ``curves_png``, ``metrics_table``: where to keep the training curves and the metrics
+    table (CSV) too, for Snakemake's own report.
     """
     metrics = [json.loads(Path(r["metrics"]).read_text()) for r in runs]
     histories = {r["run"]: read_history(r["history"]) for r in runs}
@@ -119,17 +148,20 @@ def build_report(
             ]
         )
     study_section, hidden = _sweep_section(sweep) if sweep else ([], set())
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = Path(tmp) / "curves.png"
-        plots.training_curves({r: h for r, h in histories.items() if r not in hidden}, curves)
-        curves_html = _img(curves, "training curves")
+    shown = {r: h for r, h in histories.items() if r not in hidden}
+    if curves_png:
+        plots.training_curves(shown, curves_png)
+        curves_html = _img(curves_png, "training curves")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            plots.training_curves(shown, Path(tmp) / "curves.png")
+            curves_html = _img(Path(tmp) / "curves.png", "training curves")
+    if metrics_table:
+        write_text(metrics_table, metrics_csv(rows))
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",
-        _table(
-            ["run", "family", "epochs", "val accuracy", "test accuracy", "test loss", "train s"],
-            rows,
-        ),
+        _table(METRICS_COLUMNS, rows),
         *study_section,
         "<h2>Training curves</h2>",
         curves_html,

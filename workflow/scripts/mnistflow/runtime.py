@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import subprocess
 import sys
 
 # Keras backend -> (module it needs, what to install).
@@ -24,14 +26,57 @@ class BackendError(RuntimeError):
     """The configured Keras backend cannot be used; the message says why and what to do."""
 
 
+# TensorFlow's C++ start-up messages (oneDNN, CPU features) are absl INFO lines logged before
+# absl::InitializeLog(), which absl prints whatever TF_CPP_MIN_LOG_LEVEL says (abseil-cpp pull
+# requests 1718 and 1957, "Don't log unwanted when not initialized"). So the log is written
+# through a filter that drops INFO lines and absl's notice; warnings and errors pass.
+LOG_FILTER = r"""
+import re, signal, sys
+# Schedulers and Ctrl-C signal every process of a job at once: the filter reads on to the end,
+# so what the script writes while it stops gracefully (a checkpoint) still reaches the log.
+for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGXCPU"):
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+info = re.compile(rb"^I\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] ")  # I0000 00:00:17.5 42 port.cc:153]
+notice = b"WARNING: All log messages before absl::InitializeLog() is called"
+dropped = False
+for line in sys.stdin.buffer:
+    # A dropped INFO line's continuation (cpu_feature_guard's "To enable ...") goes too.
+    dropped = bool(info.match(line)) or line.startswith(notice) or (
+        dropped and line.startswith(b"To enable the following instructions")
+    )
+    if not dropped:
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+
+
 def log_to(path: str) -> None:
-    """Send this process's stdout and stderr (Python's and C++'s) line by line to ``path``."""
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """Send this process's stdout and stderr (Python's and C++'s) line by line to ``path``.
+
+    They pass through a separate filter process (LOG_FILTER), which also drains what a crashing
+    process wrote last; at exit this process waits for it, so the log is complete when the job
+    ends.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # INFO off where TensorFlow honours it
+    with open(path, "wb") as log:
+        log_filter = subprocess.Popen(
+            [sys.executable, "-c", LOG_FILTER], stdin=subprocess.PIPE, stdout=log
+        )
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-        os.dup2(log, stream.fileno())
+        os.dup2(log_filter.stdin.fileno(), stream.fileno())
         stream.reconfigure(line_buffering=True)
-    os.close(log)
+    log_filter.stdin.close()
+    atexit.register(_finish_log, log_filter)
+
+
+def _finish_log(log_filter: subprocess.Popen) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)  # the pipe's last writer closes: the filter ends
+    log_filter.wait(timeout=60)
 
 
 def select_backend(name: str, threads: int | None = None) -> None:

@@ -37,17 +37,21 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     return lines
 
 
-def _coerce_cli_strings(value, schema: dict):
+def _coerce_cli_strings(value, schema: dict, root: dict | None = None):
     """Parse strings where the schema wants numbers, booleans or lists.
 
     Snakemake reads nested ``--config`` values (``hyperparameters={cnn: {epochs: 3}}``) with
-    YAML's base loader, which keeps every scalar a string.
+    YAML's base loader, which keeps every scalar a string. ``$ref``s (``resources.train``)
+    are followed within the schema.
     """
+    root = schema if root is None else root
+    if "$ref" in schema:
+        schema = _resolve(schema["$ref"], root)
     if isinstance(value, dict):
         properties = schema.get("properties", {})
-        return {k: _coerce_cli_strings(v, properties.get(k, {})) for k, v in value.items()}
+        return {k: _coerce_cli_strings(v, properties.get(k, {}), root) for k, v in value.items()}
     if isinstance(value, list):
-        return [_coerce_cli_strings(v, schema.get("items", {})) for v in value]
+        return [_coerce_cli_strings(v, schema.get("items", {}), root) for v in value]
     wanted = schema.get("type", [])
     wanted = {wanted} if isinstance(wanted, str) else set(wanted)
     if isinstance(value, str) and wanted & {"integer", "number", "boolean", "array", "null"}:
@@ -56,6 +60,54 @@ def _coerce_cli_strings(value, schema: dict):
         except yaml.YAMLError:
             return value
     return value
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    """The subschema a local ``$ref`` ("#/$defs/resources") points to."""
+    node = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def unsafe_cli_config(config_args) -> list[str]:
+    """The ``--config`` arguments a cluster job's shell would not read back literally.
+
+    Snakemake 9.27 copies every ``--config`` argument into each job's command line as
+    Snakemake's format_cli_value() quotes it: Python's repr(), or nothing when the argument
+    already looks quoted (snakemake issue 3297; snakemake-executor-plugin-slurm issue 29 for
+    the same family of bugs). That is shell quoting only when the result is the argument
+    unchanged between single quotes: with a ', a backslash or a control character the job
+    gets a different value, or runs part of it ($(...), backticks) as a command.
+    """
+    from snakemake_interface_executor_plugins.utils import format_cli_value
+
+    return [arg for arg in config_args or () if format_cli_value(arg, quote=True) != f"'{arg}'"]
+
+
+def check_cli_config_for_cluster_jobs(config_args) -> None:
+    """Stop before the first submission when a ``--config`` value cannot reach the jobs."""
+    unsafe = unsafe_cli_config(config_args)
+    if not unsafe:
+        return
+    lines = [
+        "a --config value cannot be passed safely to cluster jobs:",
+        *(f"  {arg}" for arg in unsafe),
+        "Snakemake 9 copies --config values into every job's command line, quoted so that a",
+        "value containing ' or \\ or a control character reaches the job changed, or runs as",
+        "a command (snakemake issue 3297). Nothing was submitted. Put such values in a YAML",
+        "file and pass it with --configfile instead, e.g. my.yaml:",
+    ]
+    for arg in unsafe:
+        key, _, value = arg.partition("=")
+        try:
+            entry = {key: yaml.load(value, Loader=yaml.BaseLoader)}
+        except yaml.YAMLError:
+            continue
+        dumped = yaml.safe_dump(entry, default_flow_style=False, allow_unicode=True)
+        lines += ["    " + line for line in dumped.splitlines()]
+    lines.append("  then: snakemake --profile profiles/<scheduler> --configfile my.yaml")
+    raise ConfigError("\n".join(lines))
 
 
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:

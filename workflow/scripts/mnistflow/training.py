@@ -48,14 +48,33 @@ def save_param_hdf5(model: keras.Model, dest: str | Path) -> None:
 
     Keras 3's ``save_weights`` only writes its new ``.weights.h5`` layout, which its own
     ``load_weights`` refuses under a ``.hdf5`` name; the seeds' users load ``param.hdf5``.
-    So we write the layout Keras' loader for ``.h5``/``.hdf5`` names expects, with Keras'
-    own writer for it (a test loads the file into a user-built model to guard this).
+    So we write the layout Keras' loader for ``.h5``/``.hdf5`` names reads, with h5py and
+    public Keras APIs only (Keras' own writer for it lives in a private module): attributes
+    ``layer_names``, ``backend``, ``keras_version``; one group per layer (sorted by name) with
+    a ``weight_names`` attribute and one dataset per weight, trainable weights first; a group
+    ``top_level_model_weights`` for weights that belong to no layer.
     """
     import h5py
-    from keras.src.legacy.saving import legacy_h5_format
 
+    def write_weights(group, weights):
+        names = [weight.path.encode("utf8") for weight in weights]
+        group.attrs["weight_names"] = names  # a list: h5py stores variable-length strings
+        for name, weight in zip(names, weights, strict=True):
+            group.create_dataset(name, data=keras.ops.convert_to_numpy(weight))
+
+    in_layers = {id(w) for layer in model.layers for w in layer.weights}
     with atomic_path(dest) as tmp, h5py.File(tmp, "w") as h5:
-        legacy_h5_format.save_weights_to_hdf5_group(h5, model)
+        h5.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
+        h5.attrs["backend"] = keras.backend.backend().encode("utf8")
+        h5.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in sorted(model.layers, key=lambda layer: layer.name):
+            write_weights(
+                h5.create_group(layer.name), layer.trainable_weights + layer.non_trainable_weights
+            )
+        own = model.trainable_weights + model.non_trainable_weights
+        write_weights(
+            h5.create_group("top_level_model_weights"), [w for w in own if id(w) not in in_layers]
+        )
 
 
 def train(

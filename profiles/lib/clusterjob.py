@@ -1,0 +1,267 @@
+"""What every profile script shares, whatever the scheduler (PJM, Grid Engine, PBS).
+
+The submit/status/cancel scripts of profiles/pjm, profiles/uge and profiles/pbs
+import this module from ../lib, found relative to their own file, so a copy of
+profiles/ on a cluster works with the login node's python3: standard library
+only, nothing installed.
+
+Nothing here goes through a shell: every value that came from the workflow
+(config, wildcards, resources) ends up as one element of an argument list, and
+every site setting is checked against what its scheduler accepts before it is
+used (a comma in a queue name must not add a resource request).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SiteSettingError(ValueError):
+    """A site setting or job property the scheduler would misread; the message says the fix."""
+
+
+# --- job properties -------------------------------------------------------------
+
+_PROPS_RE = re.compile(r"^# properties = (.*)$", re.MULTILINE)
+
+
+def read_job_properties(jobscript_text: str) -> dict:
+    """The JSON Snakemake writes into each jobscript ("# properties = {...}")."""
+    m = _PROPS_RE.search(jobscript_text)
+    if not m:
+        raise ValueError("no '# properties = ...' line in the jobscript")
+    return json.loads(m.group(1))
+
+
+_APPTAINER_RE = re.compile(
+    r"--(?:software-deployment-method|deployment-method|sdm)((?:\s+[^\s-]\S*)+)"
+)
+
+
+def uses_apptainer(jobscript_text: str) -> bool:
+    """True when the job runs with --software-deployment-method apptainer."""
+    return any("apptainer" in m.group(1).split() for m in _APPTAINER_RE.finditer(jobscript_text))
+
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def job_name(props: dict, max_len: int = 63) -> str:
+    """Rule plus wildcard values, limited to [A-Za-z0-9_.-] and starting with a letter.
+
+    Every scheduler here accepts such a name (Grid Engine and PBS need the letter first).
+    """
+    parts = [str(props.get("rule", "snakejob"))]
+    parts += [str(v) for v in (props.get("wildcards") or {}).values()]
+    name = _NAME_BAD.sub("_", ".".join(parts))
+    if not name[:1].isalpha():
+        name = "j" + name
+    return name[:max_len]
+
+
+def runtime_seconds(resources: dict, minimum: int = 60) -> int | None:
+    """The `runtime` resource (minutes) in whole seconds, at least `minimum`; None if unset."""
+    runtime = resources.get("runtime")
+    if runtime in (None, ""):
+        return None
+    try:
+        minutes = float(runtime)
+    except (TypeError, ValueError):
+        minutes = math.nan
+    if not math.isfinite(minutes) or minutes < 0:
+        raise SiteSettingError(
+            f"resource runtime must be a number of minutes (e.g. runtime=90), not {runtime!r}: "
+            "fix it in config/config.yaml (resources:) or in --set-resources"
+        )
+    return max(minimum, int(math.ceil(minutes * 60)))
+
+
+def format_hms(seconds: int) -> str:
+    """Seconds -> HH:MM:SS (hours may exceed 24), the time format of qsub and pjsub."""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def int_resource(resources: dict, key: str) -> int:
+    value = resources.get(key) or 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SiteSettingError(f"resource {key} must be a whole number, not {value!r}") from None
+
+
+# --- site settings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A site setting: the environment variable a user sets, the resource that carries it
+    to the submit script, and the values its scheduler accepts."""
+
+    variable: str  # e.g. MNIST_PBS_QUEUE
+    resource: str  # e.g. pbs_queue
+    pattern: str  # a full match of this regex is accepted
+    form: str  # the accepted form, in words, for the error message
+    default: str = ""
+
+    def check(self, value: str, where: str = "") -> str:
+        value = value.strip()
+        if value and not re.fullmatch(self.pattern, value):
+            raise SiteSettingError(
+                f"{where or self.variable}={value!r} is not accepted: it must be {self.form}. "
+                f"Set {self.variable} to such a value, or leave it empty."
+            )
+        return value
+
+
+# Building blocks for Setting patterns: names without the separators (",", "=",
+# ":", "+", whitespace) that schedulers use between resource items.
+NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+NAME_FORM = "a name of letters, digits, '_', '.' and '-' (no commas, '=', spaces or quotes)"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_extra(variable: str, value: str) -> list[str]:
+    """Split free-form scheduler options like a shell would (no shell runs); clear errors."""
+    if CONTROL.search(value.replace("\t", " ").replace("\n", " ")):
+        raise SiteSettingError(f"{variable} contains control characters; remove them")
+    try:
+        args = shlex.split(value)
+    except ValueError as e:
+        raise SiteSettingError(
+            f"{variable}={value!r} is not accepted: it must be options split like a shell "
+            f"would, with every quote closed ({e}), e.g. \"-l 'software=abc'\""
+        ) from None
+    bad = [a for a in args if CONTROL.search(a)]
+    if bad:
+        raise SiteSettingError(f"{variable} holds an option with a newline or tab: {bad[0]!r}")
+    return args
+
+
+def settings_from_environment(settings: list[Setting], environ=os.environ) -> dict[str, str]:
+    """{resource: value} for every site setting that is set; refuses any value not accepted.
+
+    Called while Snakemake reads the profile (config.yaml's YTE block), so a bad
+    value stops the run before anything is submitted; the submit scripts check
+    the values again as they arrive (per-rule --set-resources included).
+    """
+    values = {}
+    for s in settings:
+        value = s.check(environ.get(s.variable, s.default))
+        if value:
+            values[s.resource] = value
+    return values
+
+
+def check_resources(settings: list[Setting], resources: dict) -> dict[str, str]:
+    """The site settings among a job's resources, each checked; {resource: value}."""
+    values = {}
+    for s in settings:
+        raw = resources.get(s.resource)
+        if raw is not None:
+            value = s.check(str(raw), f"resource {s.resource} (from {s.variable})")
+            if value:
+                values[s.resource] = value
+    return values
+
+
+# --- running the scheduler's commands ------------------------------------------------
+
+
+class CommandMissing(Exception):
+    """The scheduler's command does not exist at all: no later poll will find it either."""
+
+
+def query(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a status command; CommandMissing when it is not installed / not on PATH."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise CommandMissing(
+            f"{cmd[0]!r} was not found: run snakemake where the scheduler's commands are on PATH "
+            "(a login node), or load their module first"
+        ) from None
+
+
+def status_main(script: str, status) -> None:
+    """The body of every *_status.py: print one of running/success/failed, exit 0.
+
+    Exits non-zero only when the scheduler's command does not exist: the
+    cluster-generic plugin then stops the run ("Failed to obtain job status")
+    instead of polling forever; our message on stderr says why.
+    """
+    if len(sys.argv) != 2:
+        print(f"usage: {script} JOBID", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(status(sys.argv[1]))
+    except CommandMissing as e:
+        print(f"{script}: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+def submit_main(script: str, build_and_submit) -> None:
+    """The body of every *_submit.py: clean one-line errors, never a traceback."""
+    if len(sys.argv) != 2:
+        print(f"usage: {script} JOBSCRIPT", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(build_and_submit(Path(sys.argv[1]).resolve()))
+    except SiteSettingError as e:
+        print(f"{script}: nothing submitted: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        print(f"{script}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_submit(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise OSError(f"{cmd[0]!r} was not found: submit from a login node") from None
+
+
+# --- jobs that are nowhere to be seen --------------------------------------------------
+
+
+def missing_for_too_long(state_dir: Path, jobid: str, grace_s: float, now: float | None = None):
+    """Remember when a job was first missing; True once it has been gone for grace_s.
+
+    A job can be briefly invisible (just submitted, between the live list and the
+    history or accounting); only one missing for longer than grace_s counts as lost.
+    """
+    now = time.time() if now is None else now
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker = state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', jobid)}.missing"
+    if not marker.exists():
+        marker.write_text(str(now))
+        return False
+    try:
+        first = float(marker.read_text() or now)
+    except ValueError:
+        first = now
+    return now - first > grace_s
+
+
+def clear_missing(state_dir: Path, jobid: str) -> None:
+    (state_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', jobid)}.missing").unlink(missing_ok=True)
+
+
+def grace_seconds(variable: str, default: float = 600) -> float:
+    raw = os.environ.get(variable, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        print(f"{variable}={raw!r} is not a number of seconds; using {default}", file=sys.stderr)
+        return default

@@ -1,0 +1,150 @@
+"""What is specific to PBS Professional / OpenPBS (ABCI 3.0 and many university clusters).
+
+Used by pbs_submit.py, pbs_status.py and pbs_cancel.py (called by the
+snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
+the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from clusterjob import (  # noqa: E402
+    NAME,
+    NAME_FORM,
+    Setting,
+    SiteSettingError,
+    check_extra,
+    check_resources,
+    format_hms,
+    int_resource,
+    job_name,
+    runtime_seconds,
+    settings_from_environment,
+)
+
+SETTINGS = [
+    Setting("MNIST_PBS_MODE", "pbs_mode", r"generic|abci", "'generic' or 'abci'", "generic"),
+    Setting("MNIST_PBS_QUEUE", "pbs_queue", NAME, f"a queue name: {NAME_FORM}"),
+    Setting("MNIST_PBS_PROJECT", "pbs_project", NAME, f"a project (ABCI group): {NAME_FORM}"),
+    Setting("MNIST_PBS_ACCOUNT", "pbs_account", NAME, f"an account string: {NAME_FORM}"),
+    Setting("MNIST_PBS_GPU_RESOURCE", "pbs_gpu_resource", r"[A-Za-z][A-Za-z0-9_]*",
+            "a resource name of letters, digits and '_' (e.g. ngpus)", "ngpus"),
+    # abci mode: the queue per rule instead of the automatic rt_HC / rt_HG / rt_HF
+    # (set with --set-resources train:pbs_rt=rt_HF; no environment variable).
+    Setting("--set-resources RULE:pbs_rt", "pbs_rt", NAME, f"a queue name: {NAME_FORM}"),
+    Setting("MNIST_PBS_EXTRA", "pbs_extra", r"[^\x00-\x1f\x7f]*", "qsub options on one line"),
+]  # fmt: skip
+
+
+ABCI_NEEDS_GROUP = (
+    "MNIST_PBS_MODE=abci needs your ABCI group: set MNIST_PBS_PROJECT (qsub -P), e.g. gaa50000"
+)
+
+
+def site_settings(environ=os.environ) -> dict[str, str]:
+    """The profile's site settings from the environment, checked (config.yaml calls this)."""
+    values = settings_from_environment(SETTINGS, environ)
+    check_extra("MNIST_PBS_EXTRA", values.get("pbs_extra", ""))
+    if values.get("pbs_mode") == "abci" and "pbs_project" not in values:
+        raise SiteSettingError(ABCI_NEEDS_GROUP)
+    return values
+
+
+def abci_queue(gpus: int) -> str:
+    """ABCI 3.0 resource type (a queue) from the GPUs a job asks for."""
+    if gpus <= 0:
+        return "rt_HC"  # 32 cores, no GPU
+    if gpus == 1:
+        return "rt_HG"  # 16 cores, 1 H200
+    return "rt_HF"  # a whole node: 192 cores, 8 H200
+
+
+def build_qsub_args(props: dict, logdir: str) -> list[str]:
+    """qsub options for one Snakemake job (without the jobscript path).
+
+    The site settings arrive as resources (SETTINGS), each checked here again:
+    set-resources may change them per rule.
+      generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A
+      abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1
+    Both: -N <rule.wildcards> -l walltime=<runtime> -j oe -o <logdir> -V.
+    """
+    res = props.get("resources") or {}
+    site = check_resources(SETTINGS, res)
+    mode = site.get("pbs_mode", "generic")
+    threads = max(1, int(props.get("threads") or 1))
+    gpus = int_resource(res, "gpu")
+    mem_mb = int_resource(res, "mem_mb")
+
+    # -o a directory: PBS names the file <jobid>.OU; -V passes PATH etc. to the job,
+    # which starts in $HOME and changes to the workflow directory itself.
+    args = ["-N", job_name(props), "-j", "oe", "-o", logdir, "-V"]
+    if mode == "abci":
+        # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
+        queue = site.get("pbs_rt") or abci_queue(gpus)
+        if "pbs_project" not in site:
+            raise SiteSettingError(ABCI_NEEDS_GROUP)
+        args += ["-q", queue, "-P", site["pbs_project"], "-l", "select=1"]
+    else:
+        select = f"select=1:ncpus={threads}"
+        if mem_mb > 0:
+            select += f":mem={mem_mb}mb"
+        if gpus > 0:
+            select += f":{site.get('pbs_gpu_resource', 'ngpus')}={gpus}"
+        args += ["-l", select]
+        for key, flag in (("pbs_queue", "-q"), ("pbs_project", "-P")):
+            if key in site:
+                args += [flag, site[key]]
+    if "pbs_account" in site:
+        args += ["-A", site["pbs_account"]]
+    seconds = runtime_seconds(res)
+    if seconds is not None:
+        args += ["-l", f"walltime={format_hms(seconds)}"]
+    args += check_extra("MNIST_PBS_EXTRA", site.get("pbs_extra", ""))
+    return args
+
+
+def parse_submit_output(output: str) -> str:
+    """qsub prints only the job id, e.g. "12.vm" or "4321.pbs1" (OpenPBS and PBS Pro)."""
+    lines = output.strip().splitlines()
+    if len(lines) == 1 and lines[0] and not any(c.isspace() for c in lines[0]):
+        return lines[0]
+    raise ValueError(f"qsub did not report a submitted job: {output.strip()!r}")
+
+
+# substate 91: TERMINATED, a job ended by qdel (Exit_status may still be 0).
+SUBSTATE_DELETED = 91
+# Exit_status -29: JOB_EXEC_KILL_WALLTIME, killed at its walltime.
+EXIT_WALLTIME = -29
+
+
+def parse_qstat_json(output: str, jobid: str) -> dict | None:
+    """The record of one job from `qstat -x -f -F json <id>` (None if absent)."""
+    # strict=False: PBS copies control characters of -V variables into strings.
+    jobs = json.loads(output, strict=False).get("Jobs") or {}
+    if jobid in jobs:
+        return jobs[jobid]
+    # qstat may answer with the full server name (12.vm.example.org for 12.vm).
+    seq = jobid.split(".")[0]
+    return next((job for key, job in jobs.items() if key.split(".")[0] == seq), None)
+
+
+def job_status(job: dict) -> tuple[str, str]:
+    """(running | success | failed, why) for one job record of qstat -x -f -F json."""
+    state = job.get("job_state", "")
+    if state not in ("F", "X"):
+        # Q, H, W, T, S, R, B, and E (exiting: Exit_status may be set, wait for F).
+        return "running", ""
+    exit_status = job.get("Exit_status")
+    substate = job.get("substate")
+    comment = job.get("comment", "")
+    if substate == SUBSTATE_DELETED or "terminated by" in comment:
+        return "failed", f"deleted (qdel): {comment}"
+    if exit_status == EXIT_WALLTIME:
+        return "failed", f"killed at its walltime: {comment}"
+    if exit_status == 0:
+        return "success", ""
+    return "failed", f"Exit_status {exit_status}: {comment}"
