@@ -72,10 +72,7 @@ def test_averaging_window_is_capped_at_a_tenth_of_short_runs():
     assert models.averaging_momentum({**hp, "ema_momentum": 0}, steps_per_epoch=430) == 0
 
 
-<<<<<<< HEAD
 def test_shift_augments_only_while_training_and_adds_no_weights():
-    import numpy as np
-
     plain = models.build_model("cnn", HP)
     shifted = models.build_model("cnn", {**HP, "shift": 0.1})
     assert [w.shape for w in shifted.weights] == [w.shape for w in plain.weights]
@@ -86,7 +83,8 @@ def test_shift_augments_only_while_training_and_adds_no_weights():
     assert np.array_equal(np.asarray(augment(images, training=False)), images)
     moved = np.asarray(augment(images, training=True))
     assert moved.shape == images.shape and not np.array_equal(moved, images)
-=======
+
+
 def _random_weights(model, seed):
     """Distinct values in every weight, batch-norm statistics included (their order matters)."""
     rng = np.random.default_rng(seed)
@@ -130,4 +128,3 @@ def test_param_hdf5_is_the_layout_keras_own_legacy_writer_produces(tmp_path):
     with h5py.File(tmp_path / "keras.hdf5", "w") as h5:
         legacy.save_weights_to_hdf5_group(h5, model)
     assert _h5_tree(tmp_path / "ours.hdf5") == _h5_tree(tmp_path / "keras.hdf5")
->>>>>>> main
