@@ -38,9 +38,7 @@ def test_default_models_reach_their_accuracy_floors_on_real_mnist(
     results = workflow_dir / "results" / "mnist"
     accuracies = {
         family: [
-            json.loads((results / family / "default" / "metrics.json").read_text())[
-                "test_accuracy"
-            ]
+            json.loads((results / family / "default" / "metrics.json").read_text())["test_accuracy"]
         ]
         for family in ("softmax", "mlp")
     }
