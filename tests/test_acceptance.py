@@ -17,9 +17,10 @@ from conftest import snakemake
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.e2e]
 
-# cnn: 5 seeds in perf/backends.py scored 99.31-99.37% (worst, as of docs/benchmarks.md);
-# 99.25% leaves 0.06% (6 test images) for other CPUs' kernels and the next seeds.
-FLOORS = {"softmax": 0.925, "mlp": 0.975, "cnn": 0.9925}
+# cnn: seeds 0-4 scored 99.26-99.41% here (docs/benchmarks.md; sd 0.07%); TensorFlow's CPU
+# kernels differ between machines (the issue saw 0.05% between two). The floor sits one sd
+# under the worst seed, so the next machine's kernels do not fail a sound model.
+FLOORS = {"softmax": 0.925, "mlp": 0.975, "cnn": 0.992}
 CNN_SEEDS = [0, 1, 2]  # perf/backends.py measures 0-4; three keep CI's time in bounds
 
 
