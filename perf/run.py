@@ -4,12 +4,13 @@
 
 1. Pipeline overhead: the softmax run through `snakemake -j2` (data already downloaded:
    preprocess, train, evaluate, report) against perf/plain_softmax.py doing the same
-   work in one script. Target: ratio <= 1.25.
+   work in one script, and the pipeline's time by step. Target: ratio <= 1.15.
 2. No-op: `snakemake -j4` on an up-to-date workflow. Target: < 2 s. For scale, the same on a
    one-rule workflow: Snakemake's own start-up, which no workflow can go below.
 3. CNN: training time until the test accuracy first reaches 99.0% (checked after every epoch),
    for the keras-io mnist_convnet example and for the workflow's cnn with its default
-   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.2%.
+   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.25%
+   (for the worst of seeds 0-4: perf/backends.py --families cnn --seeds 0 1 2 3 4).
 All runs happen in a scratch copy of the workflow; nothing is written to the repository.
 """
 
@@ -69,10 +70,11 @@ def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
 
         raw = [f"resources/mnist/{name}" for name in IDX_FILENAMES.values()]
         subprocess.run(snakemake_command("-j2", *raw), cwd=workdir, check=True, capture_output=True)
-        pipeline, plain = [], []
+        pipeline, plain, steps = [], [], []
         for _ in range(repeats):  # alternate, so drifting machine load hits both alike
             shutil.rmtree(workdir / "results", ignore_errors=True)
             pipeline.append(timed(snakemake_command("-j2"), workdir))
+            steps.append(step_times(workdir, pipeline[-1]))
             plain.append(
                 timed(
                     [
@@ -94,13 +96,70 @@ def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
             noop.append(timed(snakemake_command("-j4"), workdir))
             noop_floor.append(timed(snakemake_command("-j4"), floor))
     pipe, base = statistics.median(pipeline), statistics.median(plain)
+    breakdown = [
+        (f"  {name} (s)", statistics.median(repeat[name] for repeat in steps), "")
+        for name in steps[0]
+    ]
     return [
         ("softmax pipeline, snakemake -j2 (s)", pipe, ""),
+        *breakdown,
         ("softmax plain script (s)", base, ""),
-        ("pipeline / plain", pipe / base, "<= 1.25"),
+        ("pipeline / plain", pipe / base, "<= 1.15"),
         ("up-to-date snakemake -j4 no-op (s)", statistics.median(noop), "< 2"),
         ("  same on a one-rule workflow (Snakemake itself) (s)", statistics.median(noop_floor), ""),
     ]
+
+
+# What a step imports before its work starts, run in a fresh interpreter like the step's.
+STEP_IMPORTS = {
+    "train": "configure(2, 0); import mnistflow.training",
+    "evaluate": "configure(2); import mnistflow.evaluation",
+    "report": "import mnistflow.report",
+}
+
+
+def step_times(workdir: Path, total: float) -> dict[str, float]:
+    """One pipeline run's seconds by step, from its benchmark files, logs and history.
+
+    Each job's wall time is split into its imports (timed again in a fresh interpreter), its
+    epochs (history.csv) and the rest (interpreter start, Snakemake's script preamble, data
+    loading, saving, predicting, plotting). Snakemake's own share is what no job accounts for.
+    """
+    import csv
+
+    def job(name: str) -> float:
+        rows = list(
+            csv.DictReader((workdir / "benchmarks" / "mnist" / name).open(), delimiter="\t")
+        )
+        return float(rows[0]["s"])
+
+    run = "softmax/default"
+    jobs = {
+        "preprocess": job("preprocess.tsv"),
+        "train": job(f"{run}/train.tsv"),
+        "evaluate": job(f"{run}/evaluate.tsv"),
+        "report": job("report.tsv"),
+    }
+    imports = {}
+    prelude = "import sys; sys.path.insert(0, 'workflow/scripts'); "
+    prelude += "from mnistflow.runtime import configure; "
+    for step, code in STEP_IMPORTS.items():
+        imports[step] = timed([sys.executable, "-c", prelude + code], workdir)
+    history = (workdir / "results" / "mnist" / run / "history.csv").read_text().splitlines()
+    epochs = sum(float(row.split(",")[-1]) for row in history[1:])
+    return {
+        "preprocess job": jobs["preprocess"],
+        "train job": jobs["train"],
+        "  interpreter + imports (Keras, TensorFlow)": imports["train"],
+        "  epochs (fit, with validation)": epochs,
+        "  rest (data loading, saving, script start)": jobs["train"] - imports["train"] - epochs,
+        "evaluate job": jobs["evaluate"],
+        "  interpreter + imports (Keras, TensorFlow, plotting)": imports["evaluate"],
+        "  rest (loading, predicting, metrics, plots)": jobs["evaluate"] - imports["evaluate"],
+        "report job": jobs["report"],
+        "  interpreter + imports": imports["report"],
+        "Snakemake's own (start, DAG, scheduling, between jobs)": total - sum(jobs.values()),
+    }
 
 
 def time_to_accuracy(
@@ -128,7 +187,10 @@ def time_to_accuracy(
                 self.model.stop_training = stop_when_reached
 
     clock = Clock()
-    averaging = model.optimizer.use_ema
+    # Not on JAX: swapping at epoch ends there frees the arrays of the weights fit goes on
+    # with ("Array has been deleted"; callbacks that change weights: keras-team/keras#19054).
+    # The test accuracy on JAX is the raw weights' until fit ends with the averaged ones.
+    averaging = model.optimizer.use_ema and keras.backend.backend() == "tensorflow"
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
     model.fit(
         x_train,
@@ -141,6 +203,21 @@ def time_to_accuracy(
     return clock.reached, clock.accuracy, clock.trained
 
 
+def load_mnist(mnist: Path):
+    """The pipeline's training split (5,000 held out, stratified, seed 0) and the test set."""
+    from mnistflow import idx, preprocess
+
+    images, labels = idx.read_pair(
+        mnist / "train-images-idx3-ubyte.gz", mnist / "train-labels-idx1-ubyte.gz"
+    )
+    train_idx, _ = preprocess.stratified_split(labels, 5000, seed=0)
+    test_images, y_test = idx.read_pair(
+        mnist / "t10k-images-idx3-ubyte.gz", mnist / "t10k-labels-idx1-ubyte.gz"
+    )
+    x_train = preprocess.normalise(images[train_idx])
+    return x_train, labels[train_idx], preprocess.normalise(test_images), y_test
+
+
 def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
     from mnistflow import runtime
 
@@ -149,18 +226,10 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
     import keras_io_convnet
     import numpy as np
 
-    from mnistflow import idx, models, preprocess, settings
+    from mnistflow import models, settings
 
-    images, labels = idx.read_pair(
-        mnist / "train-images-idx3-ubyte.gz", mnist / "train-labels-idx1-ubyte.gz"
-    )
-    train_idx, _ = preprocess.stratified_split(labels, 5000, seed=0)
-    x_train = preprocess.normalise(images[train_idx])[..., None]
-    y_train = labels[train_idx]
-    test_images, y_test = idx.read_pair(
-        mnist / "t10k-images-idx3-ubyte.gz", mnist / "t10k-labels-idx1-ubyte.gz"
-    )
-    x_test = preprocess.normalise(test_images)[..., None]
+    x_train, y_train, x_test, y_test = load_mnist(mnist)
+    x_train, x_test = x_train[..., None], x_test[..., None]
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     hp = settings.canonical(config["hyperparameters"]["cnn"])
     steps = int(np.ceil(len(y_train) / hp["batch_size"]))
@@ -200,7 +269,7 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
         ("keras-io mnist_convnet: train s to 99.0%", ref, ""),
         ("workflow cnn (default config): train s to 99.0%", own, ""),
         ("cnn / keras-io", own / ref, "<= 0.2"),
-        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.992"),
+        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.9925"),
     ]
 
 

@@ -1,9 +1,13 @@
 """Acceptance: the default configuration on the real MNIST reaches the accuracy floors.
 
 Uses ../shared/data/mnist as a local mirror (as an offline cluster would use shared storage);
-skipped with a reason where that folder is absent. Takes a few minutes on 2 CPU cores.
+skipped with a reason where that folder is absent. The cnn is trained with several seeds (a
+parameter study of its default setting, run through the workflow) and its worst seed must
+clear the floor: one lucky seed proves nothing on another machine. About 8 minutes on 2 CPU
+cores.
 """
 
+import csv
 import json
 
 import pytest
@@ -13,7 +17,11 @@ from conftest import snakemake
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.e2e]
 
+# cnn: seeds 0-4 scored 99.26-99.41% here (docs/benchmarks.md; sd 0.07%); TensorFlow's CPU
+# kernels differ between machines (the issue saw 0.05% between two). The floor sits one sd
+# under the worst seed, so the next machine's kernels do not fail a sound model.
 FLOORS = {"softmax": 0.925, "mlp": 0.975, "cnn": 0.992}
+CNN_SEEDS = [0, 1, 2]  # perf/backends.py measures 0-4; three keep CI's time in bounds
 
 
 def test_default_models_reach_their_accuracy_floors_on_real_mnist(
@@ -23,19 +31,25 @@ def test_default_models_reach_their_accuracy_floors_on_real_mnist(
     config = yaml.safe_load(config_path.read_text())
     assert config["dataset"] == "mnist" and config["models"] == list(FLOORS)
     config["download"] = {"mirrors": [str(require_shared_mnist)], "default_mirrors": False}
+    config["sweep"] = {"seeds": CNN_SEEDS, "families": {"cnn": {"settings": [{}]}}}
     config_path.write_text(yaml.safe_dump(config))
 
-    snakemake(workflow_dir, timeout=1800)
+    snakemake(workflow_dir, timeout=2400)
 
     results = workflow_dir / "results" / "mnist"
     accuracies = {
-        family: json.loads((results / family / "default" / "metrics.json").read_text())[
-            "test_accuracy"
+        family: [
+            json.loads((results / family / "default" / "metrics.json").read_text())["test_accuracy"]
         ]
-        for family in FLOORS
+        for family in ("softmax", "mlp")
     }
+    with (results / "sweep" / "runs.csv").open() as runs:
+        cnn = {int(row["seed"]): float(row["test_accuracy"]) for row in csv.DictReader(runs)}
+    assert sorted(cnn) == CNN_SEEDS
+    accuracies["cnn"] = list(cnn.values())
     print("test accuracy:", accuracies)
     for family, floor in FLOORS.items():
-        assert accuracies[family] >= floor, f"{family}: {accuracies[family]:.4f} < {floor}"
+        worst = min(accuracies[family])
+        assert worst >= floor, f"{family}: worst of {accuracies[family]} is {worst:.4f} < {floor}"
     evaluate_log = workflow_dir / "logs" / "mnist" / "softmax" / "default" / "evaluate.log"
     assert "Test accuracy:" in evaluate_log.read_text()

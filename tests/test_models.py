@@ -72,6 +72,19 @@ def test_averaging_window_is_capped_at_a_tenth_of_short_runs():
     assert models.averaging_momentum({**hp, "ema_momentum": 0}, steps_per_epoch=430) == 0
 
 
+def test_shift_augments_only_while_training_and_adds_no_weights():
+    plain = models.build_model("cnn", HP)
+    shifted = models.build_model("cnn", {**HP, "shift": 0.1})
+    assert [w.shape for w in shifted.weights] == [w.shape for w in plain.weights]
+    images = np.zeros((2, 28, 28, 1), np.float32)
+    images[:, 10:18, 10:18] = 1
+    augment = shifted.layers[0]
+    assert isinstance(augment, keras.layers.RandomTranslation)
+    assert np.array_equal(np.asarray(augment(images, training=False)), images)
+    moved = np.asarray(augment(images, training=True))
+    assert moved.shape == images.shape and not np.array_equal(moved, images)
+
+
 def _random_weights(model, seed):
     """Distinct values in every weight, batch-norm statistics included (their order matters)."""
     rng = np.random.default_rng(seed)

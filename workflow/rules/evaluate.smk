@@ -35,6 +35,7 @@ rule evaluate:
         gpu_model=config["resources"]["evaluate"]["gpu_model"],
     params:
         hyperparameters=hyperparameters,
+        compute=config["compute"],
         class_names=lambda wildcards: datasets.get_dataset(
             wildcards.dataset
         ).class_names,

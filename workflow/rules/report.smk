@@ -31,6 +31,8 @@ rule report:
         ),
     log:
         "logs/{dataset}/report.log",
+    benchmark:
+        "benchmarks/{dataset}/report.tsv"
     conda:
         "../envs/python.yaml"
     resources:

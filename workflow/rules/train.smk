@@ -24,5 +24,6 @@ rule train:
         gpu_model=config["resources"]["train"]["gpu_model"],
     params:
         hyperparameters=hyperparameters,
+        compute=config["compute"],
     script:
         "../scripts/train.py"

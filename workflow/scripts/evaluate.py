@@ -3,7 +3,9 @@
 from mnistflow import runtime
 
 runtime.log_to(snakemake.log[0])
-runtime.configure(snakemake.threads)
+compute = snakemake.params.compute
+# The trained weights are float32 under every precision: evaluate them as they are.
+runtime.configure(snakemake.threads, backend=compute["backend"], jit_compile=compute["jit_compile"])
 
 from mnistflow import evaluation  # noqa: E402  (imports Keras: after configure)
 

@@ -7,7 +7,7 @@ from mnistflow import runtime
 
 runtime.log_to(snakemake.log[0])
 hyperparameters = snakemake.params.hyperparameters
-runtime.configure(snakemake.threads, seed=hyperparameters["seed"])
+runtime.configure(snakemake.threads, seed=hyperparameters["seed"], **snakemake.params.compute)
 
 from mnistflow import stopping, training  # noqa: E402  (imports Keras: after configure)
 

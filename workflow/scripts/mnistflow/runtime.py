@@ -1,11 +1,30 @@
-"""Process set-up shared by the workflow's scripts: log files, thread counts, determinism."""
+"""Process set-up shared by the workflow's scripts: log files, Keras backend, threads, seeds."""
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import subprocess
 import sys
+
+# Keras backend -> (module it needs, what to install).
+BACKENDS = {
+    "tensorflow": (
+        "tensorflow",
+        "pip install tensorflow-cpu (CPU) or 'tensorflow[and-cuda]' (GPU)",
+    ),
+    "jax": ("jax", "pip install jax (CPU) or 'jax[cuda12]' (GPU)"),
+}
+
+# Whether models.compile_model XLA-compiles the steps (config compute.jit_compile): process
+# set-up like the backend and the dtype policy, set by configure().
+JIT_COMPILE: bool | str = "auto"
+
+
+class BackendError(RuntimeError):
+    """The configured Keras backend cannot be used; the message says why and what to do."""
+
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) are absl INFO lines logged before
 # absl::InitializeLog(), which absl prints whatever TF_CPP_MIN_LOG_LEVEL says (abseil-cpp pull
@@ -60,12 +79,60 @@ def _finish_log(log_filter: subprocess.Popen) -> None:
     log_filter.wait(timeout=60)
 
 
-def configure(threads: int, seed: int | None = None) -> None:
-    """Call before the first TensorFlow op.
+def select_backend(name: str, threads: int | None = None) -> None:
+    """Make Keras run on ``name`` (config ``compute.backend``); call before Keras is imported.
+
+    Keras reads KERAS_BACKEND once, when it is first imported, so a later change would be
+    silently ignored: that is an error here.
+    """
+    if name not in BACKENDS:
+        raise BackendError(
+            f"unknown Keras backend {name!r} (config compute.backend); "
+            f"allowed values: {', '.join(BACKENDS)}"
+        )
+    module, install = BACKENDS[name]
+    if importlib.util.find_spec(module) is None:
+        raise BackendError(
+            f"compute.backend is {name!r}, but the {module!r} package is not installed: "
+            f"{install}, or set compute.backend to another of {', '.join(BACKENDS)}"
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise BackendError(
+            f"Keras was imported with the {keras.backend.backend()!r} backend before "
+            f"{name!r} was selected: call runtime.select_backend first"
+        )
+    os.environ["KERAS_BACKEND"] = name
+    if name == "jax":
+        # XLA reads its flags when jax starts. Deterministic ops matter on GPUs only (XLA's
+        # CPU kernels are deterministic); threads, so parallel jobs do not oversubscribe.
+        flags = ["--xla_gpu_deterministic_ops=true"]
+        if threads is not None:
+            flags += [
+                "--xla_cpu_multi_thread_eigen=false",
+                f"intra_op_parallelism_threads={threads}",
+            ]
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
+def configure(
+    threads: int,
+    seed: int | None = None,
+    *,
+    backend: str = "tensorflow",
+    deterministic: bool = True,
+    precision: str = "float32",
+    jit_compile: bool | str = "auto",
+) -> None:
+    """Call before the first Keras op: the backend, threads, seed and numeric precision.
 
     Threads come from Snakemake's ``threads`` so that parallel jobs do not oversubscribe
-    the machine; the seed makes training on a CPU repeatable bit for bit.
+    the machine; with a seed (and ``deterministic``), training repeats bit for bit on one
+    machine. ``precision``: a Keras dtype policy, e.g. "mixed_float16" on GPUs.
     """
+    global JIT_COMPILE
+    select_backend(backend, threads)
+    JIT_COMPILE = jit_compile
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -73,9 +140,10 @@ def configure(threads: int, seed: int | None = None) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        if seed is not None:
-            # Also turns off XLA auto-compilation: for softmax epochs on a CPU it made no
-            # difference here (1.69 s with, 1.77 s without; medians of 5).
+        if seed is not None and deterministic:
+            # Also turns off XLA (Keras' jit_compile="auto" then stays off): for softmax
+            # epochs on a CPU it made no difference here (1.69 s with, 1.77 s without).
             tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(precision)
     if seed is not None:
         keras.utils.set_random_seed(seed)
