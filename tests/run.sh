@@ -31,4 +31,6 @@ snakemake --directory .test --lint
 # does (tests/test_report.py::test_dot_test_run_and_snakemakes_report_stand_on_their_own).
 
 echo "== pytest"
-python3 -m pytest -ra "$@"
+# Four workers on two cores: the scheduler tests mostly wait for their jobs, so files run side
+# by side (one file per worker: module fixtures, such as a trained model, are built once).
+python3 -m pytest -ra -n "${TEST_WORKERS:-4}" --dist loadfile "$@"
