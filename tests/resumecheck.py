@@ -21,7 +21,9 @@ import pytest
 
 from conftest import copy_workflow, snakemake
 
-EPOCHS = 150  # ~0.6 s each on one idle core: longer than the first attempt's minute
+# ~0.45 s each on one idle core: about twice the first attempt's minute, so that even SLURM,
+# which enforces a limit up to 30 s late, kills it (150 epochs once finished in time).
+EPOCHS = 300
 CONFIG = f"""\
 dataset: mnist-sample
 models: [cnn]

@@ -41,7 +41,9 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
             if not words or words[0] not in SHELLS or OPT_OUT in words:
                 continue
             exports = []
-            for line in match.group(2).splitlines():
+            # A line ending in a backslash goes on in the next one, as in the shell.
+            block = re.sub(r"\\\n\s*", " ", match.group(2))
+            for line in block.splitlines():
                 line = line.removeprefix("$ ").strip()
                 if line.startswith("export "):
                     exports.append(line)
