@@ -113,7 +113,7 @@ def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
 # What a step imports before its work starts, run in a fresh interpreter like the step's.
 STEP_IMPORTS = {
     "train": "configure(2, 0); import mnistflow.training",
-    "evaluate": "configure(2); import mnistflow.evaluation",
+    "evaluate": "import mnistflow.evaluation",
     "report": "import mnistflow.report",
 }
 

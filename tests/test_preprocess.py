@@ -31,6 +31,18 @@ def test_stratified_split_is_seeded_disjoint_and_balanced():
     assert set(other_val) != set(val)
 
 
+def test_stratified_split_keeps_uneven_class_proportions_as_scikit_learn_does():
+    from sklearn.model_selection import train_test_split
+
+    labels = np.random.default_rng(0).choice(10, size=6007, p=np.linspace(1, 3, 10) / 20)
+    train, val = preprocess.stratified_split(labels, 500, seed=0)
+    assert len(val) == 500 and len(train) == 5507 and len(np.union1d(train, val)) == 6007
+    assert np.all(np.diff(val) > 0) and np.all(np.diff(train) > 0)
+    _, reference = train_test_split(labels, test_size=500, random_state=0, stratify=labels)
+    ours, theirs = np.bincount(labels[val], minlength=10), np.bincount(reference, minlength=10)
+    assert np.abs(ours - theirs).max() <= 1  # the same shares, up to rounding
+
+
 def test_validation_size_larger_than_training_set_is_a_clear_error():
     with pytest.raises(ValueError, match=r"split.validation_size=600 must be between 1 and 499"):
         preprocess.stratified_split(np.zeros(500), 600, seed=0)

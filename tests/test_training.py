@@ -65,6 +65,7 @@ def train(data, family, out, hp=None):
         param_hdf5=out / "param.hdf5",
         model_keras=out / "model.keras",
         history=out / "history.csv",
+        predictions_npz=out / "predictions.npz",
         log=lines.append,
     )
     return rows, lines
@@ -85,7 +86,12 @@ def test_train_writes_history_log_and_models(data, tmp_path, family):
         "history.csv",
         "model.keras",
         "param.hdf5",
+        "predictions.npz",
     ]
+    with np.load(tmp_path / "predictions.npz") as saved:
+        probabilities = saved["probabilities"]
+    assert probabilities.shape == (200, 10)  # the test images' class probabilities
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
 def test_param_hdf5_loads_into_the_seeds_own_code(data, tmp_path):
@@ -122,13 +128,15 @@ def test_mlp_param_hdf5_loads_into_the_seed_mlp(data, tmp_path):
 
 
 def test_evaluate_reports_seed_lines_metrics_and_figures(data, tmp_path):
-    from mnistflow import evaluation
+    import keras
+
+    from mnistflow import evaluation, models
 
     train(data, "mlp", tmp_path)
     lines = []
     result = evaluation.evaluate(
         data,
-        tmp_path / "param.hdf5",
+        tmp_path / "predictions.npz",
         "mlp",
         HP["mlp"],
         class_names=[str(i) for i in range(10)],
@@ -140,13 +148,71 @@ def test_evaluate_reports_seed_lines_metrics_and_figures(data, tmp_path):
     )
     assert lines[0].startswith("Test loss: ") and lines[1].startswith("Test accuracy: ")
     assert float(lines[1].split(": ")[1]) == pytest.approx(result["test_accuracy"])
+    # The scores from the train step's predictions are what the seed's estimate task gets:
+    # param.hdf5 loaded into the architecture, then Keras' model.evaluate on the test set.
+    estimate = models.compile_model(models.build_model("mlp", HP["mlp"]))
+    estimate.load_weights(str(tmp_path / "param.hdf5"))
+    x, y = preprocess.load_split(data, "test")
+    loss, accuracy = estimate.evaluate(models.reshape_for(estimate, x), y, verbose=0)
+    assert result["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert result["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert np.sum(saved["confusion_matrix"]) == 200
     correct = np.trace(saved["confusion_matrix"]) / 200
     assert saved["test_accuracy"] == pytest.approx(correct, abs=1e-6)
     assert set(saved["per_class"]) == {str(i) for i in range(10)}
+    assert saved["software"]["keras"] == keras.__version__
+    assert saved["software"]["keras_backend"] == keras.backend.backend()
     for png in ("cm.png", "wrong.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_class_scores_are_scikit_learns():
+    from sklearn import metrics
+
+    from mnistflow import evaluation
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 4, 300))
+    predicted[predicted == 3] = 2  # class 3 never predicted: precision undefined, scored 0
+    names = ["a", "b", "c", "d"]
+    confusion = evaluation.confusion_matrix(labels, predicted, 4)
+    np.testing.assert_array_equal(confusion, metrics.confusion_matrix(labels, predicted))
+    expected = metrics.classification_report(
+        labels, predicted, target_names=names, output_dict=True, zero_division=0
+    )
+    for name, scores in evaluation.per_class_scores(confusion, names).items():
+        assert scores == pytest.approx(expected[name]), name
+
+
+def test_evaluate_refuses_predictions_of_another_test_set(data, tmp_path):
+    from mnistflow import evaluation, predictions
+
+    predictions.save(tmp_path / "p.npz", np.full((50, 10), 0.1), backend="x", training={})
+    with pytest.raises(predictions.PredictionsError, match=r"\(50, 10\).*200 images.*rerun"):
+        evaluation.evaluate(
+            data,
+            tmp_path / "p.npz",
+            "mlp",
+            HP["mlp"],
+            class_names=[str(i) for i in range(10)],
+            run="mlp/default",
+            metrics_json=tmp_path / "metrics.json",
+            confusion_png=tmp_path / "cm.png",
+            misclassified_png=tmp_path / "wrong.png",
+        )
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_evaluate_step_imports_neither_keras_nor_its_backend():
+    code = (
+        "import sys; import mnistflow.evaluation; "
+        "print(sorted({'keras', 'tensorflow', 'jax'} & set(sys.modules)))"
+    )
+    env = {"PYTHONPATH": str(REPO / "workflow" / "scripts"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 TRAIN_IN_SUBPROCESS = """

@@ -1,8 +1,8 @@
 rule evaluate:
     input:
         data="results/{dataset}/data.h5",
-        param="results/{dataset}/{family}/{run}/param.hdf5",
-        code=package_sources("models", "evaluation", "plots", "runtime"),
+        predictions="results/{dataset}/{family}/{run}/predictions.npz",
+        code=package_sources("evaluation", "plots", "predictions"),
     output:
         metrics="results/{dataset}/{family}/{run}/metrics.json",
         confusion=report(
@@ -24,18 +24,13 @@ rule evaluate:
     group:
         STUDY_GROUP
     conda:
-        "../envs/tensorflow.yaml"
-    container:
-        config["container"]
+        "../envs/python.yaml"
     threads: step_threads("evaluate")
     resources:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],
         runtime=config["resources"]["evaluate"]["runtime"],
-        gpu=config["resources"]["evaluate"]["gpu"],
-        gpu_model=config["resources"]["evaluate"]["gpu_model"],
     params:
         hyperparameters=hyperparameters,
-        compute=config["compute"],
         class_names=lambda wildcards: datasets.get_dataset(
             wildcards.dataset
         ).class_names,

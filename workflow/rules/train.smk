@@ -1,11 +1,14 @@
 rule train:
     input:
         data="results/{dataset}/data.h5",
-        code=package_sources("models", "training", "runtime", "checkpoint", "stopping"),
+        code=package_sources(
+            "models", "training", "runtime", "checkpoint", "stopping", "predictions"
+        ),
     output:
         param="results/{dataset}/{family}/{run}/param.hdf5",
         model="results/{dataset}/{family}/{run}/model.keras",
         history="results/{dataset}/{family}/{run}/history.csv",
+        predictions="results/{dataset}/{family}/{run}/predictions.npz",
     log:
         "logs/{dataset}/{family}/{run}/train.log",
     benchmark:

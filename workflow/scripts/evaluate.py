@@ -1,17 +1,11 @@
-"""Snakemake script: evaluate one run on the test set (see mnistflow.evaluation)."""
+"""Snakemake script: score one run's test-set predictions (see mnistflow.evaluation)."""
 
-from mnistflow import runtime
+from mnistflow import evaluation, runtime
 
 runtime.log_to(snakemake.log[0])
-compute = snakemake.params.compute
-# The trained weights are float32 under every precision: evaluate them as they are.
-runtime.configure(snakemake.threads, backend=compute["backend"], jit_compile=compute["jit_compile"])
-
-from mnistflow import evaluation  # noqa: E402  (imports Keras: after configure)
-
 evaluation.evaluate(
     snakemake.input.data,
-    snakemake.input.param,
+    snakemake.input.predictions,
     snakemake.wildcards.family,
     snakemake.params.hyperparameters,
     class_names=snakemake.params.class_names,

@@ -23,6 +23,7 @@ try:
         param_hdf5=snakemake.output.param,
         model_keras=snakemake.output.model,
         history=snakemake.output.history,
+        predictions_npz=snakemake.output.predictions,
         run=wildcards.run,
         checkpoints=Path(
             checkpoints["directory"], wildcards.dataset, wildcards.family, wildcards.run

@@ -1,30 +1,62 @@
-"""Evaluate one trained run on the test set: the seed's printout plus per-class metrics."""
+"""Score one trained run on the test set: the seed's printout plus per-class metrics.
+
+The train step writes the trained model's class probabilities for the test images
+(``predictions.npz``, see mnistflow.training); scoring them here needs neither Keras nor
+its backend, whose import alone took longer than the rest of this step (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sklearn import metrics as skmetrics
 
-from mnistflow import models, plots, preprocess, versions
+from mnistflow import plots, predictions, preprocess
 from mnistflow.atomic import write_text
 
+# Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking their logarithm.
+EPSILON = 1e-7
 
-def hyperparameters_used(hp: dict, train_images: int) -> dict:
-    """``hp`` with the ema_momentum training actually used (lowered for short runs)."""
-    if "ema_momentum" not in hp:
-        return hp
-    steps_per_epoch = math.ceil(train_images / hp["batch_size"])
-    return {**hp, "ema_momentum": round(models.averaging_momentum(hp, steps_per_epoch), 4)}
+
+def crossentropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Keras' sparse_categorical_crossentropy of predicted probabilities, averaged."""
+    clipped = np.clip(probabilities.astype(np.float64), EPSILON, 1 - EPSILON)
+    chosen = clipped[np.arange(len(labels)), labels]
+    return float(np.mean(np.log(clipped.sum(axis=1)) - np.log(chosen)))
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): rows true, columns predicted."""
+    pairs = labels.astype(np.int64) * classes + predicted
+    return np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+
+
+def per_class_scores(confusion: np.ndarray, class_names) -> dict[str, dict]:
+    """Precision, recall, F1 and support by class, as scikit-learn's classification_report
+    writes them (0 where undefined). NumPy only: importing scikit-learn took longer than
+    the rest of this step."""
+    hits = np.diag(confusion).astype(np.float64)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.nan_to_num(hits / predicted)
+        recall = np.nan_to_num(hits / support)
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1-score": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
 
 
 def evaluate(
     data: str | Path,
-    param_hdf5: str | Path,
+    predictions_npz: str | Path,
     family: str,
     hp: dict,
     *,
@@ -35,36 +67,26 @@ def evaluate(
     misclassified_png: str | Path,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Load ``param.hdf5`` into the family's architecture, as the seed's estimate task does."""
+    """Score the trained model's test-set probabilities (``predictions.npz``) as Keras'
+    ``model.evaluate`` does, and write the metrics and figures."""
     test_x, test_y = preprocess.load_split(data, "test")
-    model = models.build_model(family, hp)
-    model.load_weights(str(param_hdf5))
-    models.compile_model(model)
-    inputs = models.reshape_for(model, test_x)
-    loss, accuracy = model.evaluate(inputs, test_y, batch_size=1000, verbose=0)
+    probabilities, about = predictions.load(predictions_npz, len(test_y), len(class_names))
+    predicted = probabilities.argmax(axis=1)
+    loss, accuracy = crossentropy(probabilities, test_y), float(np.mean(predicted == test_y))
     log(f"Test loss: {loss}")
     log(f"Test accuracy: {accuracy}")
-    predicted = model.predict(inputs, batch_size=1000, verbose=0).argmax(axis=1)
-    labels = list(range(len(class_names)))
-    report = skmetrics.classification_report(
-        test_y,
-        predicted,
-        labels=labels,
-        target_names=list(class_names),
-        output_dict=True,
-        zero_division=0,
-    )
-    confusion = skmetrics.confusion_matrix(test_y, predicted, labels=labels)
+    confusion = confusion_matrix(test_y, predicted, len(class_names))
     result = {
         "run": run,
         "family": family,
-        "hyperparameters": hyperparameters_used(hp, preprocess.split_size(data, "train")),
+        # As trained: with the ema_momentum training used (lower than configured for short runs)
+        "hyperparameters": {**hp, **about["training"]},
         "test_loss": float(loss),
         "test_accuracy": float(accuracy),
         "test_images": int(len(test_y)),
-        "per_class": {name: report[name] for name in class_names},
+        "per_class": per_class_scores(confusion, class_names),
         "confusion_matrix": confusion.tolist(),
-        "software": versions.software_versions(),
+        "software": about["software"],  # that trained the model and predicted
     }
     write_text(metrics_json, json.dumps(result, indent=2) + "\n")
     plots.confusion_matrix(confusion, class_names, f"{run}: confusion matrix", confusion_png)
