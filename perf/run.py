@@ -152,10 +152,12 @@ def step_times(workdir: Path, total: float) -> dict[str, float]:
         "train job": jobs["train"],
         "  interpreter + imports (Keras, TensorFlow)": imports["train"],
         "  epochs (fit, with validation)": epochs,
-        "  rest (data loading, saving, script start)": jobs["train"] - imports["train"] - epochs,
+        "  rest (script start, data loading, saving, predicting the test set)": jobs["train"]
+        - imports["train"]
+        - epochs,
         "evaluate job": jobs["evaluate"],
-        "  interpreter + imports (Keras, TensorFlow, plotting)": imports["evaluate"],
-        "  rest (loading, predicting, metrics, plots)": jobs["evaluate"] - imports["evaluate"],
+        "  interpreter + imports (NumPy, h5py, Matplotlib; no Keras)": imports["evaluate"],
+        "  rest (loading, scoring the predictions, plots)": jobs["evaluate"] - imports["evaluate"],
         "report job": jobs["report"],
         "  interpreter + imports": imports["report"],
         "Snakemake's own (start, DAG, scheduling, between jobs)": total - sum(jobs.values()),

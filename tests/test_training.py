@@ -94,6 +94,28 @@ def test_train_writes_history_log_and_models(data, tmp_path, family):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
+def test_fit_gets_the_data_as_backend_tensors_converted_once(data, tmp_path, monkeypatch):
+    """On a GPU the training set then stays in its memory: no copy from the host per epoch."""
+    import keras
+
+    fitted, converted = [], []
+    fit, convert = keras.Model.fit, keras.ops.convert_to_tensor
+
+    def recording_fit(self, x, y, **kwargs):
+        fitted.append((keras.ops.is_tensor(x), keras.ops.is_tensor(y)))
+        return fit(self, x, y, **kwargs)
+
+    def recording_convert(x, *args, **kwargs):
+        converted.append(getattr(x, "shape", None))
+        return convert(x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    monkeypatch.setattr(keras.ops, "convert_to_tensor", recording_convert)
+    train(data, "mlp", tmp_path, hp={**HP["mlp"], "epochs": 3})
+    assert fitted == [(True, True)] * 3  # one fit() per epoch, each on tensors
+    assert (500, 28, 28) in converted and converted.count((500, 28, 28)) == 1
+
+
 def test_param_hdf5_loads_into_the_seeds_own_code(data, tmp_path):
     """The seed's estimate task: build the architecture itself, then load_weights('param.hdf5')."""
     import keras
