@@ -15,6 +15,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # OpenPBS is not in Debian: its build and bring-up script live beside the repository.
     pbs_up="../shared/vendor/openpbs/pbs_up.sh"
     if [ -f "$pbs_up" ]; then
+        # CI reuses a developer's machine: a PBS server that was killed with the session there can
+        # come back handing out job ids its recovered jobs hold ("qsub: Job with requested ID
+        # already exists"), so CI starts from a fresh test server (pbs_up.sh's own log marks one).
+        if [ "${CI:-}" = true ] && [ -f /var/tmp/pbs_postinstall.log ]; then
+            bash "$(dirname "$pbs_up")/pbs_down.sh" --purge || true
+        fi
         timeout 600 bash "$pbs_up" || echo "WARNING: could not bring up OpenPBS; its tests will be skipped"
     else
         echo "WARNING: $pbs_up not found; the OpenPBS tests will be skipped"

@@ -70,14 +70,15 @@ def toy_workdir(tmp_path: Path) -> Path:
 def real_workdir(tmp_path: Path) -> Path:
     """A scratch copy of the real pipeline with a small, fast configuration file."""
     work = copy_workflow(tmp_path / "pipeline")
-    # One family, one epoch, a GPU request on train (fake GPUs on the test clusters).
+    # One family, one epoch, a GPU request on train (fake GPUs on the test clusters); evaluate
+    # runs on CPU.
     (work / "config" / "scheduler-test.yaml").write_text(
         "dataset: mnist-sample\n"
         "models: [softmax]\n"
         "hyperparameters: {softmax: {epochs: 1}}\n"
         "resources:\n"
         "  train: {threads: 2, mem_mb: 1500, runtime: 10, gpu: 1}\n"
-        "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10, gpu: 0}\n"
+        "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
     )
     return work
 
