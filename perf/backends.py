@@ -59,7 +59,7 @@ def child(backend: str, family: str, seed: int, mnist: Path, precision: str, hp_
     model = models.build_model(family, hp)
     steps = int(np.ceil(len(y_train) / hp["batch_size"]))
     models.compile_model(model, hp, steps)
-    reached, accuracy, trained = time_to_accuracy(
+    reached, accuracy, trained, _ = time_to_accuracy(
         model,
         models.reshape_for(model, x_train),
         y_train,

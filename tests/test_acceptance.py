@@ -17,11 +17,12 @@ from conftest import snakemake
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.e2e]
 
-# cnn: seeds 0-4 scored 99.26-99.41% here (docs/benchmarks.md; sd 0.07%); TensorFlow's CPU
-# kernels differ between machines (the issue saw 0.05% between two). The floor sits one sd
-# under the worst seed, so the next machine's kernels do not fail a sound model.
-FLOORS = {"softmax": 0.925, "mlp": 0.975, "cnn": 0.992}
-CNN_SEEDS = [0, 1, 2]  # perf/backends.py measures 0-4; three keep CI's time in bounds
+# cnn: seeds 0-4 scored 99.40-99.44% here with whole-pixel shifts (perf/seeds.py,
+# docs/benchmarks.md); TensorFlow's CPU kernels differ between machines (the issue saw 0.05%
+# between two). The floor is the issue's target for the worst seed, 99.25%, which sits
+# 0.15% under the worst seed measured: room for the next machine's kernels.
+FLOORS = {"softmax": 0.925, "mlp": 0.975, "cnn": 0.9925}
+CNN_SEEDS = [0, 1, 2]  # perf/seeds.py measures 0-4; three keep CI's time in bounds
 
 
 def test_default_models_reach_their_accuracy_floors_on_real_mnist(

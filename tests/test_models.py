@@ -1,3 +1,5 @@
+import warnings
+
 import h5py
 import keras
 import numpy as np
@@ -74,15 +76,60 @@ def test_averaging_window_is_capped_at_a_tenth_of_short_runs():
 
 def test_shift_augments_only_while_training_and_adds_no_weights():
     plain = models.build_model("cnn", HP)
-    shifted = models.build_model("cnn", {**HP, "shift": 0.1})
+    shifted = models.build_model("cnn", {**HP, "shift": 2})
     assert [w.shape for w in shifted.weights] == [w.shape for w in plain.weights]
-    images = np.zeros((2, 28, 28, 1), np.float32)
+    images = np.zeros((64, 28, 28, 1), np.float32)
     images[:, 10:18, 10:18] = 1
     augment = shifted.layers[0]
-    assert isinstance(augment, keras.layers.RandomTranslation)
+    assert isinstance(augment, models.RandomShift)
     assert np.array_equal(np.asarray(augment(images, training=False)), images)
     moved = np.asarray(augment(images, training=True))
     assert moved.shape == images.shape and not np.array_equal(moved, images)
+    # Each image is the square moved by whole pixels, at most 2 each way, nothing else.
+    offsets = set()
+    for image in moved[..., 0]:
+        rows, cols = np.nonzero(image)
+        assert image.sum() == 64 and set(np.unique(image)) == {0, 1}
+        offsets.add((rows.min() - 10, cols.min() - 10))
+        assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7
+    assert offsets <= {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    assert len(offsets) > 5  # random per image, not one shift for the batch
+
+
+def test_shift_fills_with_zeros_at_the_edge():
+    image = np.ones((1, 28, 28, 1), np.float32)
+    layer = models.RandomShift(3)
+    for _ in range(20):
+        moved = np.asarray(layer(image, training=True))[0, :, :, 0]
+        rows, cols = np.nonzero(moved)
+        # a whole block of ones, cut where it left the frame; zeros where it came from outside
+        assert moved.sum() == len(rows) == (np.ptp(rows) + 1) * (np.ptp(cols) + 1) >= 25 * 25
+
+
+def test_saved_model_leaves_the_augmentation_out_and_keeps_the_weights(tmp_path):
+    """model.keras loads with plain Keras (no mnistflow import); param.hdf5 has the same layout."""
+    model = models.compile_model(models.build_model("cnn", {**HP, "shift": 2}), HP, 10)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    model.fit(images, np.arange(4), verbose=0)  # builds the optimizer's state
+    _random_weights(model, seed=3)
+    bare = models.without_augmentation(model)
+    assert not any(isinstance(layer, models.RandomShift) for layer in bare.layers)
+    bare.save(tmp_path / "model.keras")
+    text = (tmp_path / "model.keras").read_bytes()
+    assert b"RandomShift" not in text and b"mnistflow" not in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
+        loaded = keras.saving.load_model(tmp_path / "model.keras")
+    for name in ("weights", "optimizer"):
+        ours = model.weights if name == "weights" else model.optimizer.variables
+        theirs = loaded.weights if name == "weights" else loaded.optimizer.variables
+        assert len(ours) == len(theirs) > 0, name
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
+    assert models.without_augmentation(plain := models.build_model("mlp", HP)) is plain
 
 
 def _random_weights(model, seed):

@@ -302,9 +302,10 @@ def train(
                     trainer.stopped()
                 if store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
                     trainer.save(mid_epoch=False)
-    save_param_hdf5(model, param_hdf5)
+    saved = models.without_augmentation(model)  # loads with plain Keras
+    save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
-        model.save(tmp)
+        saved.save(tmp)
     write_text(history, history_csv(epoch_log.rows))
     if predictions_npz is not None:
         # Predicted here, with the model in memory, so that the evaluate step needs no Keras.
