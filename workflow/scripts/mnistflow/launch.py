@@ -289,6 +289,9 @@ def run_workers(
 ) -> int:
     """Run `count` copies of argv as one training's processes; the worst exit code.
 
+    The worst: 0 when all succeeded, else the code of the worker that failed first (the
+    cause; the others then end by our SIGTERM), else the highest.
+
     env: the workers' environment (default: this process's). MNISTFLOW_COORDINATOR is
     set to this node and a free port, MNISTFLOW_PROCESS_COUNT to count (a scheduler that
     starts a different number is an error in this_process). When one worker fails, the
@@ -333,9 +336,12 @@ def run_workers(
         commands = [(list(argv), {**base, INDEX: str(i)}) for i in range(count)]
     else:
         commands = [(launcher_command(launcher, count, argv, base, nodes), base)]
+    shown = [
+        a.split("=", 1)[0] + "=..." if "=" in a and a[:1] != "-" else a for a in commands[0][0]
+    ]
     say(
         f"launch: {count} processes on {nodes} node(s) with {launcher}, coordinator "
-        f"{base[COORDINATOR]}: {' '.join(commands[0][0])}"
+        f"{base[COORDINATOR]}: {' '.join(shown)}"
     )
 
     procs: list[subprocess.Popen] = []
@@ -372,14 +378,15 @@ def run_workers(
                     preexec_fn=_die_with_parent,
                 )
             )
-        failed = None
+        failed: subprocess.Popen | None = None
         while any(p.poll() is None for p in procs):
-            failed = next((p for p in procs if p.poll() not in (None, 0)), None)
-            if failed is not None and not received:
+            failing = next((p for p in procs if p.poll() not in (None, 0)), None)
+            if failing is not None and not received:
+                failed = failing
                 # (after a forwarded signal every worker is stopping already: let them
                 # save their checkpoints instead of signalling them again)
                 say(
-                    f"launch: a worker exited {_exit_code(failed.returncode)}: stopping the "
+                    f"launch: a worker exited {_exit_code(failing.returncode)}: stopping the "
                     "other processes"
                 )
                 _stop(procs, stop_grace)
@@ -392,8 +399,12 @@ def run_workers(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     codes = [_exit_code(p.returncode) for p in procs]
-    worst = max(codes, key=lambda c: (c != 0, c))
-    say(f"launch: workers exited {codes}" + (f" after signal(s) {received}" if received else ""))
+    # The cause, not the stopped ones' 143/137: the code of the worker that failed first.
+    worst = _exit_code(failed.returncode) if failed is not None else max(codes)
+    say(
+        f"launch: workers exited {codes}"
+        + (f" after {', '.join(signal.Signals(s).name for s in received)}" if received else "")
+    )
     return worst
 
 
