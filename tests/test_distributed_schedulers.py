@@ -30,6 +30,7 @@ from schedulers.schedtest import (
     PJM_SIM_DIR,
     bring_up,
     read_env_record,
+    real_workdir,
     run_snakemake,
     toy_workdir,
     wait_for,
@@ -145,14 +146,13 @@ def slurm_job_ids(out: str) -> list[str]:
 @pytest.mark.parametrize(
     "config, gres",
     [
-        ([], None),
         # GPUs: gpu per node = 2 processes x 1 device; the plugin must not multiply the tasks
         (["gpu=1"], "gres/gpu=2"),
         # without the mpi resource the plugin runs the rule in a one-task step: the workers'
         # srun needs --overlap there, else it waits for the CPUs that step holds, forever
         (["no_mpi=1"], None),
     ],
-    ids=["cpu", "gpu", "inside-a-plugin-step"],
+    ids=["gpu", "inside-a-plugin-step"],
 )
 def test_slurm_two_tasks_of_one_job_form_one_training(tmp_path, config, gres):
     bring_up("slurm")
@@ -193,6 +193,45 @@ def test_slurm_two_tasks_of_one_job_form_one_training(tmp_path, config, gres):
             if ln.startswith(f"{jobid}.{records[0]['slurm_step']}|")
         )
         assert step.split("|")[1:] == ["2", "COMPLETED"], step
+
+
+WORKER = REPO / "workflow" / "scripts" / "mnistflow" / "worker.py"
+
+
+@pytest.mark.scheduler
+@pytest.mark.skipif(
+    not WORKER.exists(), reason="the training's worker (mnistflow.worker) not merged"
+)
+def test_slurm_real_training_of_two_processes_is_one_job_of_two_tasks(tmp_path):
+    """The real train rule with distribution: {mode: processes, processes: 2} (JAX, CPU)."""
+    bring_up("slurm")
+    work = real_workdir(tmp_path)
+    (work / "config" / "distributed.yaml").write_text(
+        "compute: {backend: jax}\n"
+        "distribution: {mode: processes, processes: 2, nodes: 1, devices: 1}\n"
+        "resources:\n"
+        "  train: {threads: 1, mem_mb: 3000, runtime: 10, gpu: 0}\n"
+        "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
+    )
+    run_dir = "results/mnist-sample/softmax/default"
+    out = run_snakemake(
+        work, f"{run_dir}/param.hdf5", "--profile", "profiles/slurm", *SLURM_FAST,
+        "--configfile", "config/scheduler-test.yaml", "config/distributed.yaml",
+        env={"MNIST_SLURM_STATUS": "squeue"}, timeout=420,
+    )  # fmt: skip
+    infos = {
+        jobid: subprocess.run(
+            ["scontrol", "show", "job", jobid], capture_output=True, text=True, check=True
+        ).stdout
+        for jobid in slurm_job_ids(out)
+    }
+    train = [info for info in infos.values() if "rule_train_" in info]
+    assert len(train) == 1, infos  # one job for the whole training
+    assert "NumTasks=2" in train[0] and "NumNodes=1" in train[0], train[0]
+    log = (work / "logs" / "mnist-sample" / "softmax" / "default" / "train.log").read_text()
+    assert "launch: 2 processes on 1 node(s) with srun" in log, log
+    assert "2 processes" in log.split("with srun", 1)[1], log  # the training's own report
+    assert (work / run_dir / "param.hdf5").stat().st_size > 0
 
 
 # --- OpenPBS ---------------------------------------------------------------------------------
