@@ -323,3 +323,66 @@ def test_signals_reach_every_worker(tmp_path, launcher, sent, received):
         assert record["signals"] == [received], record
     log = proc.stderr.read()
     assert "exited [0" in log and f"after {sent.name}" in log, log
+
+
+def start_waiting_launcher(out: Path, launcher: str) -> subprocess.Popen:
+    """run_workers in its own process group (as a job's shell is), workers in wait mode."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER_PROGRAM.format(meet=str(MEET), out=str(out))],
+        env=worker_env(MNISTFLOW_LAUNCHER=launcher),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not all((out / f"ready_{i}").exists() for i in range(2)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "workers never got ready"
+        time.sleep(0.1)
+    return proc
+
+
+MPIRUN = pytest.mark.skipif(shutil.which("mpirun") is None, reason="no Open MPI")
+
+
+@pytest.mark.parametrize(
+    "launcher, sent, received",
+    [
+        ("local", signal.SIGTERM, "SIGTERM"),
+        ("local", signal.SIGXCPU, "SIGXCPU"),  # PJM's warning at its elapse limit
+        # mpirun, in its own session, is not hit: it would kill the workers within a second
+        pytest.param("mpirun", signal.SIGTERM, "SIGUSR1", marks=MPIRUN),
+        pytest.param("mpirun", signal.SIGXCPU, "SIGUSR1", marks=MPIRUN),
+    ],
+)
+def test_a_signal_to_the_jobs_process_group_lets_every_worker_finish_its_checkpoint(
+    tmp_path, launcher, sent, received
+):
+    """What PJM (its simulator), Snakemake's local cancel and a terminal's Ctrl-C do."""
+    out = tmp_path / "out"
+    proc = start_waiting_launcher(out, launcher)
+    os.killpg(proc.pid, sent)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    for record in records(out):
+        assert record["signals"] == [received], record  # and wrote after its 2 s "checkpoint"
+
+
+@pytest.mark.parametrize("launcher", ["local", pytest.param("mpirun", marks=MPIRUN)])
+def test_a_killed_launcher_leaves_no_worker_behind(tmp_path, launcher):
+    """A scheduler's SIGKILL may reach only the job's shell and launcher (a process group)."""
+    out = tmp_path / "out"
+    proc = start_waiting_launcher(out, launcher)
+    pids = [json.loads((out / f"process_{i}.json").read_text())["pid"] for i in range(2)]
+    proc.kill()
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if alive(pid)], "workers outlived their launcher"

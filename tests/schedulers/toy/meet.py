@@ -9,7 +9,7 @@ coordinator service listens on process 0). Each writes OUT_DIR/process_<index>.j
   meet  (default) meet, write, exit 0
   fail  meet; process 1 exits 3, process 0 waits 120 s (the launcher must stop it)
   wait  meet, write OUT_DIR/ready_<index>, then wait up to 120 s for SIGTERM, SIGINT or
-        SIGUSR1, record which arrived and exit 0 (a graceful checkpoint stop)
+        SIGUSR1, take 2 s (a checkpoint), record which arrived and exit 0 (a graceful stop)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from mnistflow.launch import this_process
 
 MEET_TIMEOUT = 60
+CHECKPOINT_S = 2
 
 
 def meet(index: int, count: int, coordinator: str) -> dict:
@@ -56,7 +57,7 @@ def main() -> int:
     mode = sys.argv[2] if len(sys.argv) > 2 else "meet"
     out.mkdir(parents=True, exist_ok=True)
     got: list[str] = []
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGXCPU):
         signal.signal(signum, lambda s, _f: got.append(signal.Signals(s).name))
     p = this_process()
     record = {
@@ -86,7 +87,8 @@ def main() -> int:
         deadline = time.monotonic() + 120
         while not got and time.monotonic() < deadline:
             time.sleep(0.05)
-        record["signals"] = got
+        time.sleep(CHECKPOINT_S)  # a training saves its checkpoint now
+        record["signals"] = sorted(set(got))
         record_path.write_text(json.dumps(record))
     return 0
 

@@ -43,7 +43,15 @@ COORDINATOR = "MNISTFLOW_COORDINATOR"
 # Forces a launcher (local, srun, mpirun, mpiexec) instead of the one the job offers.
 LAUNCHER = "MNISTFLOW_LAUNCHER"
 LAUNCHERS = ("local", "srun", "mpirun", "mpiexec")
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# A scheduler's warnings before its kill (mnistflow.stopping saves a checkpoint on each):
+# SIGTERM (SLURM, PBS), SIGXCPU (PJM), SIGUSR1/SIGUSR2 (Grid Engine), SIGINT (Ctrl-C).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGXCPU)
+# Run before each MPI worker: SIGKILL when its parent (mpirun, or Open MPI's daemon on
+# another node) dies, then the worker itself (PR_SET_PDEATHSIG survives exec).
+GUARD = (
+    "import ctypes,os,sys;ctypes.CDLL(None).prctl(1,9);"
+    "os.getppid()==1 and sys.exit(137);os.execvp(sys.argv[1],sys.argv[1:])"
+)
 # Variables the MPI launchers pass on to workers on other nodes (-x NAME=value).
 _PASSED_ON = re.compile(
     r"(MNISTFLOW_.*|PATH|PYTHONPATH|LD_LIBRARY_PATH|VIRTUAL_ENV|CONDA_PREFIX|KERAS_.*|"
@@ -272,8 +280,12 @@ def _stop(procs: Sequence[subprocess.Popen], grace: float) -> None:
 
 
 def _signal(proc: subprocess.Popen, signum: int) -> None:
+    """Signal a worker or launcher; mpirun, alone in its session, with what it started."""
     try:
-        os.killpg(proc.pid, signum)  # the worker and anything it started
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
     except ProcessLookupError:
         pass
 
@@ -295,10 +307,12 @@ def run_workers(
     env: the workers' environment (default: this process's). MNISTFLOW_COORDINATOR is
     set to this node and a free port, MNISTFLOW_PROCESS_COUNT to count (a scheduler that
     starts a different number is an error in this_process). When one worker fails, the
-    others are stopped (SIGTERM, SIGKILL stop_grace seconds later). SIGTERM, SIGINT and
-    SIGUSR1 that this process receives are passed on to the workers: to srun as SIGTERM
-    (srun reads a lone SIGINT as "print status"), to mpirun/mpiexec as SIGUSR1 (Open MPI
-    forwards it as it is, while it answers SIGTERM with a kill one second later).
+    others are stopped (SIGTERM, SIGKILL stop_grace seconds later). The warnings this
+    process receives (FORWARDED_SIGNALS) are passed on to the workers: to srun SIGINT and
+    SIGXCPU as SIGTERM (srun reads a lone SIGINT as "print status"), to mpirun/mpiexec
+    all but SIGUSR2 as SIGUSR1 (Open MPI forwards it as it is, while it answers SIGTERM
+    by killing its processes within a second). When this process is killed, its workers
+    die with it (PR_SET_PDEATHSIG), none is left running.
     """
     if count < 1 or nodes < 1:
         raise LaunchError(f"run_workers needs count >= 1 and nodes >= 1, not {count}, {nodes}")
@@ -332,10 +346,12 @@ def run_workers(
         base.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
 
+    mpi = launcher in ("mpirun", "mpiexec")
     if launcher == "local":
         commands = [(list(argv), {**base, INDEX: str(i)}) for i in range(count)]
     else:
-        commands = [(launcher_command(launcher, count, argv, base, nodes), base)]
+        guarded = [sys.executable, "-c", GUARD, *argv] if mpi else list(argv)
+        commands = [(launcher_command(launcher, count, guarded, base, nodes), base)]
     shown = [
         a.split("=", 1)[0] + "=..." if "=" in a and a[:1] != "-" else a for a in commands[0][0]
     ]
@@ -350,15 +366,15 @@ def run_workers(
     def forward(signum, _frame):
         received.append(signum)
         sent = signum
-        if launcher == "srun" and signum == signal.SIGINT:
+        if launcher == "srun" and signum in (signal.SIGINT, signal.SIGXCPU):
             sent = signal.SIGTERM
-        elif launcher in ("mpirun", "mpiexec") and signum != signal.SIGUSR1:
+        elif mpi and signum != signal.SIGUSR2:
             sent = signal.SIGUSR1
         for p in procs:
             if p.poll() is None:
-                # the launcher itself (srun, mpirun) passes it on; local workers get it
-                # directly, and so do their children
-                (_signal(p, sent) if launcher == "local" else p.send_signal(sent))
+                # srun and mpirun pass it on to their processes. A worker may get the
+                # same warning twice (from the scheduler too): a stop request is a flag.
+                p.send_signal(sent)
 
     previous = {}
     try:
@@ -372,9 +388,12 @@ def run_workers(
                 subprocess.Popen(
                     cmd,
                     env=cmd_env,
-                    # own process group: a terminal's Ctrl-C reaches the workers once,
-                    # through us, not twice
-                    start_new_session=True,
+                    # Local workers and srun stay in our process group and session, where
+                    # every scheduler's signal reaches them. mpirun does not: Open MPI
+                    # answers a SIGTERM by killing its processes within a second, before
+                    # they can save a checkpoint (tried: Open MPI 4.1). It gets our
+                    # SIGUSR1 instead; when we die, it dies (and, by GUARD, its workers).
+                    start_new_session=mpi,
                     preexec_fn=_die_with_parent,
                 )
             )
