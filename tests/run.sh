@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # Open MPI: mpirun starts a distributed training's processes in PBS and Grid Engine jobs
+    # (and under the PJM simulator's mpiexec); tests/test_launch.py runs it directly.
+    if ! command -v mpirun >/dev/null; then
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends openmpi-bin libopenmpi-dev >/dev/null; } \
+            || echo "WARNING: could not install Open MPI; its tests will be skipped"
+    fi
     for scheduler in slurm gridengine; do
         timeout 600 bash "tests/schedulers/${scheduler}_up.sh" \
             || echo "WARNING: could not bring up ${scheduler}; its tests will be skipped"

@@ -100,6 +100,38 @@ def int_resource(resources: dict, key: str) -> int:
         raise SiteSettingError(f"resource {key} must be a whole number, not {value!r}") from None
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How many nodes a job spans and how many processes (tasks) run on each."""
+
+    nodes: int = 1
+    tasks: int = 1
+
+    @property
+    def per_node(self) -> int:
+        return self.tasks // self.nodes
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process or node: the rule starts its processes with mpirun etc."""
+        return self.tasks > 1 or self.nodes > 1
+
+
+def job_shape(resources: dict) -> Shape:
+    """Shape from Snakemake's standard resources `nodes` and `tasks` (both default 1).
+
+    The train rule sets them for distribution: {mode: processes} (mnistflow.launch).
+    """
+    nodes = max(1, int_resource(resources, "nodes"))
+    tasks = max(1, int_resource(resources, "tasks"))
+    if tasks < nodes or tasks % nodes:
+        raise SiteSettingError(
+            f"resources tasks={tasks} and nodes={nodes}: every node must run the same number "
+            "of processes (tasks a multiple of nodes); fix distribution in config/config.yaml"
+        )
+    return Shape(nodes, tasks)
+
+
 # --- site settings ------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from clusterjob import (  # noqa: E402
     format_hms,
     int_resource,
     job_name,
+    job_shape,
     runtime_seconds,
     settings_from_environment,
 )
@@ -71,6 +72,12 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
       generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A
       abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1
     Both: -N <rule.wildcards> -l walltime=<runtime> -j oe -o <logdir> -V.
+    A job of several processes (resources tasks > 1 or nodes > 1, a distributed
+    training that mpirun starts) asks for one chunk per node, each with its processes:
+      generic: select=<nodes>:ncpus=<threads x tasks/nodes>:mpiprocs=<tasks/nodes>
+               [:mem=<mem_mb>mb][:ngpus=<gpu>]   (mem_mb and gpu per node)
+      abci:    select=<nodes>:mpiprocs=<tasks/nodes>
+    PBS then lists each node once per mpiprocs in $PBS_NODEFILE, Open MPI's host file.
     """
     res = props.get("resources") or {}
     site = check_resources(SETTINGS, res)
@@ -78,18 +85,21 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     threads = max(1, int(props.get("threads") or 1))
     gpus = int_resource(res, "gpu")
     mem_mb = int_resource(res, "mem_mb")
+    shape = job_shape(res)
+    mpiprocs = f":mpiprocs={shape.per_node}" if shape.distributed else ""
 
     # -o a directory: PBS names the file <jobid>.OU; -V passes PATH etc. to the job,
     # which starts in $HOME and changes to the workflow directory itself.
     args = ["-N", job_name(props), "-j", "oe", "-o", logdir, "-V"]
     if mode == "abci":
         # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
-        queue = site.get("pbs_rt") or abci_queue(gpus)
+        # Only whole nodes (rt_HF) span several nodes.
+        queue = site.get("pbs_rt") or (abci_queue(gpus) if shape.nodes == 1 else "rt_HF")
         if "pbs_project" not in site:
             raise SiteSettingError(ABCI_NEEDS_GROUP)
-        args += ["-q", queue, "-P", site["pbs_project"], "-l", "select=1"]
+        args += ["-q", queue, "-P", site["pbs_project"], "-l", f"select={shape.nodes}{mpiprocs}"]
     else:
-        select = f"select=1:ncpus={threads}"
+        select = f"select={shape.nodes}:ncpus={threads * shape.per_node}{mpiprocs}"
         if mem_mb > 0:
             select += f":mem={mem_mb}mb"
         if gpus > 0:

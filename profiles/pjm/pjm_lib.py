@@ -21,6 +21,7 @@ from clusterjob import (  # noqa: E402
     format_hms,
     int_resource,
     job_name,
+    job_shape,
     runtime_seconds,
     settings_from_environment,
 )
@@ -59,10 +60,15 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
       pjm_jobenv    job environment; default "singularity" when containers
                     are used                      -> -L jobenv=
       pjm_extra     more pjsub options, split like a shell would (no shell runs)
+    A job of several processes (resources tasks > 1 or nodes > 1: a distributed
+    training that mpiexec starts) gets -L node=<nodes> and --mpi proc=<tasks>.
     """
     res = props.get("resources") or {}
     site = check_resources(SETTINGS, res)
-    args = ["-N", job_name(props), "-L", "node=1"]
+    shape = job_shape(res)
+    args = ["-N", job_name(props), "-L", f"node={shape.nodes}"]
+    if shape.distributed:
+        args += ["--mpi", f"proc={shape.tasks}"]
     if "pjm_rscgrp" in site:
         args += ["-L", f"rscgrp={site['pjm_rscgrp']}"]
     seconds = runtime_seconds(res)

@@ -25,6 +25,7 @@ from clusterjob import (  # noqa: E402
     format_hms,
     int_resource,
     job_name,
+    job_shape,
     runtime_seconds,
     settings_from_environment,
 )
@@ -39,6 +40,8 @@ SETTINGS = [
     Setting("MNIST_UGE_QUEUE", "uge_queue", r"[A-Za-z0-9_.*-]+(@[A-Za-z0-9_.*-]+)?",
             "one queue, optionally @host (e.g. gpu.q or all.q@node1), no commas"),
     Setting("MNIST_UGE_PE", "uge_pe", NAME, f"a parallel environment: {NAME_FORM}", "smp"),
+    Setting("MNIST_UGE_MPI_PE", "uge_mpi_pe", NAME,
+            f"a parallel environment for several processes (Open MPI): {NAME_FORM}", "mpi"),
     Setting("MNIST_UGE_MEM_RESOURCE", "uge_mem_resource", f"none|{COMPLEX}",
             f"'none' or {COMPLEX_FORM}", "mem_free"),
     Setting("MNIST_UGE_GPU_RESOURCE", "uge_gpu_resource", COMPLEX, COMPLEX_FORM, "gpu"),
@@ -59,6 +62,10 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     Site settings arrive as resources (SETTINGS), checked here again, since
     set-resources may change them per rule:
       uge_pe            parallel environment for threads > 1 (default "smp")
+      uge_mpi_pe        parallel environment for a job of several processes
+                        (resources tasks > 1 or nodes > 1; default "mpi"): it gets
+                        -pe <uge_mpi_pe> <tasks x threads>, and mpirun starts the
+                        processes on the hosts Grid Engine lists in $PE_HOSTFILE
       uge_mem_resource  complex for memory, requested per slot (default
                         "mem_free"; "none" to send none). Not h_vmem: that caps
                         virtual memory, which TensorFlow exceeds easily.
@@ -76,15 +83,21 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     seconds = runtime_seconds(res)
     if seconds is not None:
         args += ["-l", f"h_rt={format_hms(seconds)}"]
+    shape = job_shape(res)
     pe = site.get("uge_pe", "smp")
-    if threads > 1 and pe:
+    slots = 1
+    if shape.distributed:
+        # One slot per thread of every process; mem_mb is per node.
+        slots = threads * shape.tasks
+        args += ["-pe", site.get("uge_mpi_pe", "mpi"), str(slots)]
+    elif threads > 1 and pe:
+        slots = threads
         args += ["-pe", pe, str(threads)]
     mem_res = site.get("uge_mem_resource", "mem_free")
     mem_mb = int_resource(res, "mem_mb")
     if mem_res != "none" and mem_mb:
-        # Grid Engine multiplies per-slot requests by the slot count.
-        slots = threads if (threads > 1 and pe) else 1
-        args += ["-l", f"{mem_res}={math.ceil(mem_mb / slots)}M"]
+        # Grid Engine multiplies per-slot requests by the slot count (per host).
+        args += ["-l", f"{mem_res}={math.ceil(mem_mb * shape.nodes / slots)}M"]
     if gpus > 0:
         args += ["-l", f"{site.get('uge_gpu_resource', 'gpu')}={gpus}"]
     for key, flag in (("uge_queue", "-q"), ("uge_project", "-P")):

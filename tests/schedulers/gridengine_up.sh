@@ -6,6 +6,7 @@
 # sge_qmaster and sge_execd directly (no systemd), and configures what the
 # profiles/uge profile relies on:
 #   - parallel environment "smp" (allocation_rule $pe_slots) for threads,
+#   - parallel environment "mpi" ($fill_up, control_slaves) for jobs of several processes,
 #   - a consumable "gpu" complex (host has 2) for GPU requests,
 #   - ABCI-style resource types rt_F / rt_G.small / rt_C.small as requestable
 #     consumables, so profiles written for ABCI are accepted here too,
@@ -129,6 +130,27 @@ EOF
     qconf -Ap "$tmp/pe" >/dev/null 2>&1
 fi
 
+# Parallel environment for jobs of several processes (a distributed training that Open MPI
+# starts: mpirun reads $PE_HOSTFILE and starts processes on other hosts with
+# `qrsh -inherit`, which control_slaves allows). $fill_up: slots from as few hosts as possible.
+if ! qconf -spl 2>/dev/null | grep -qx mpi; then
+    cat > "$tmp/pe" <<EOF
+pe_name            mpi
+slots              999
+user_lists         NONE
+xuser_lists        NONE
+start_proc_args    NONE
+stop_proc_args     NONE
+allocation_rule    \$fill_up
+control_slaves     TRUE
+job_is_first_task  FALSE
+urgency_slots      min
+accounting_summary FALSE
+qsort_args         NONE
+EOF
+    qconf -Ap "$tmp/pe" >/dev/null 2>&1
+fi
+
 # Execution host with its consumables (2 fake GPUs, ABCI resource types).
 cat > "$tmp/exechost" <<EOF
 hostname              $HOST
@@ -147,7 +169,7 @@ else
     qconf -Ae "$tmp/exechost" >/dev/null 2>&1
 fi
 
-# Queue all.q on this host with the smp PE.
+# Queue all.q on this host with the smp and mpi PEs.
 if ! qconf -sql 2>/dev/null | grep -qx all.q; then
     cat > "$tmp/q" <<EOF
 qname                 all.q
@@ -162,7 +184,7 @@ min_cpu_interval      00:05:00
 processors            UNDEFINED
 qtype                 BATCH INTERACTIVE
 ckpt_list             NONE
-pe_list               make smp
+pe_list               make smp mpi
 rerun                 FALSE
 slots                 $SLOTS
 tmpdir                /tmp
@@ -205,7 +227,7 @@ EOF
 else
     qconf -mattr queue hostlist "$HOST" all.q >/dev/null 2>&1 || true
     qconf -mattr queue slots "$SLOTS" all.q >/dev/null 2>&1 || true
-    qconf -mattr queue pe_list "make smp" all.q >/dev/null 2>&1 || true
+    qconf -mattr queue pe_list "make smp mpi" all.q >/dev/null 2>&1 || true
 fi
 
 if ! running sge_execd; then

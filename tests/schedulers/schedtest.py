@@ -59,10 +59,15 @@ def bring_up(name: str) -> None:
 
 
 def toy_workdir(tmp_path: Path) -> Path:
-    """A scratch directory with the toy Snakefile and a copy of profiles/."""
+    """A scratch directory with the toy workflow, mnistflow's launcher and profiles/."""
     work = tmp_path / "toy"
     work.mkdir()
-    shutil.copy2(TOY_SNAKEFILE, work / "Snakefile")
+    for name in ("Snakefile", "meet.py", "launch_workers.py"):
+        shutil.copy2(TOY_SNAKEFILE.parent / name, work / name)
+    # The real launcher (standard library only), importable as mnistflow.launch.
+    (work / "mnistflow").mkdir()
+    (work / "mnistflow" / "__init__.py").write_text("")
+    shutil.copy2(REPO / "workflow" / "scripts" / "mnistflow" / "launch.py", work / "mnistflow")
     shutil.copytree(REPO / "profiles", work / "profiles")
     return work
 

@@ -21,9 +21,9 @@ rule train:
         config["container"]
     threads: step_threads("train")
     resources:
+        **train_resources(),
         mem_mb=config["resources"]["train"]["mem_mb"],
         runtime=train_runtime,
-        gpu=config["resources"]["train"]["gpu"],
         gpu_model=config["resources"]["train"]["gpu_model"],
     params:
         hyperparameters=hyperparameters,

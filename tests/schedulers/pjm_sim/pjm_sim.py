@@ -11,6 +11,10 @@ Fugaku user guide and real command output:
   The job runs detached from pjsub, in pjsub's working directory, writing
   <name>.<id>.out (and .err unless -j; .stats with -S). With -L gpu=N it
   sets CUDA_VISIBLE_DEVICES=0..N-1, as a GPU PJM site would.
+* --mpi proc=M[,max-proc-per-node=P,...]: the job's MPI processes (default: one per
+  node); the job gets PJM_MPI_PROC=M and PJM_NODE=<node>, and the simulator's own
+  `mpiexec` (beside this file; Fujitsu MPI derives from Open MPI) starts up to M
+  processes with Open MPI's mpirun. Outside a job, or asked for more than M, it fails.
 * elapse: a job past its limit gets SIGXCPU, then SIGKILL after
   PJM_SIM_KILL_GRACE seconds (default 10, like PJM); it ends as EXT with
   PJM code (PC) 11. PJM_SIM_ELAPSE_SCALE (default 1) multiplies the limits
@@ -126,6 +130,12 @@ def parse_options(argv: list[str], opts: dict) -> list[str]:
                 if not sep:
                     raise ValueError(f"invalid -L item: {item!r}")
                 opts["L"][k.strip().strip('"')] = v.strip().strip('"')
+        elif a == "--mpi":
+            for item in value().split(","):
+                k, sep, v = item.partition("=")
+                if not sep:
+                    raise ValueError(f"invalid --mpi item: {item!r}")
+                opts.setdefault("mpi", {})[k.strip()] = v.strip()
         elif a == "-g":
             opts["group"] = value()
         elif a == "-x":
@@ -153,7 +163,7 @@ def parse_options(argv: list[str], opts: dict) -> list[str]:
 
 
 def pjsub(argv: list[str]) -> int:
-    opts = {"L": {}, "x": {}, "join": False, "stats": False, "export_env": False}
+    opts = {"L": {}, "x": {}, "mpi": {}, "join": False, "stats": False, "export_env": False}
     try:
         operands = parse_options(argv, {"L": {}, "x": {}})  # find the script first
         if len(operands) != 1:
@@ -168,6 +178,10 @@ def pjsub(argv: list[str]) -> int:
         node = int(opts["L"].get("node", "1"))
         elapse = parse_elapse(opts["L"]["elapse"]) if "elapse" in opts["L"] else 3600
         gpu = int(opts["L"].get("gpu", "0"))
+        mpi = opts.get("mpi", {})
+        proc = int(mpi.get("proc", node))
+        if proc < 1:
+            raise ValueError(f"invalid --mpi proc={proc}")
     except (ValueError, OSError) as e:
         err("0004", "pjsub", str(e))
         return 1
@@ -190,6 +204,8 @@ def pjsub(argv: list[str]) -> int:
             "rscgrp": rscgrp,
             "node": node,
             "gpu": gpu,
+            "mpi": mpi,
+            "proc": proc,
             "elapse_lim": elapse,
             "L": opts["L"],
             "x": opts["x"],
@@ -257,6 +273,8 @@ def run_job(jobid: str) -> None:
         PJM_JOBNAME=job["name"],
         PJM_O_WORKDIR=job["cwd"],
         PJM_RSCGRP=job["rscgrp"],
+        PJM_NODE=str(job["node"]),
+        PJM_MPI_PROC=str(job.get("proc", job["node"])),
     )
     if job["gpu"] > 0:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(job["gpu"]))
