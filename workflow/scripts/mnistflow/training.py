@@ -227,6 +227,11 @@ def undistributed_copy(model, family: str, hp: dict, steps_per_epoch: int) -> ke
     """
     values = capture(model, with_metrics=False)
     distribution.release()
+    # The layers' names as in a single-process run (dense, not dense_2): Keras' name counters
+    # start again. clear_session also resets the dtype policy, which the copy keeps.
+    policy = keras.config.dtype_policy()
+    keras.backend.clear_session(free_memory=False)
+    keras.config.set_dtype_policy(policy)
     copy = models.build_model(family, hp)
     models.compile_model(copy, hp, steps_per_epoch)
     copy.optimizer.build(copy.trainable_variables)
