@@ -346,12 +346,13 @@ def test_distributed_outputs_are_the_single_process_files(runs):
         assert not (runs[name] / ".checkpoints").exists()
         with np.load(outputs / "predictions.npz") as npz:
             assert npz["probabilities"].shape == (500, 10)
-    # the saved model loads and predicts like param.hdf5's weights
+    # the saved model loads, and param.hdf5 loads into it
+    outputs = runs["processes"] / "results" / RUN
     result = python(
         "from mnistflow import runtime\n"
         "runtime.configure(1, backend='jax')\n"
         "import keras, numpy as np\n"
-        f"m = keras.models.load_model({str(runs['processes'] / 'results' / RUN / 'model.keras')!r})\n"
+        f"m = keras.models.load_model({str(outputs / 'model.keras')!r})\n"
         f"m.load_weights({str(runs['processes'] / TARGET)!r})\n"
         "print(m.count_params())\n"
     )
