@@ -376,36 +376,16 @@ def workers_of(work: Path) -> list[int]:
     return found
 
 
-def wait_until_checkpointed(work: Path, process: subprocess.Popen) -> None:
+def checkpoint_serials(work: Path) -> set[str]:
+    return {path.name for path in (work / CHECKPOINTS).glob("checkpoint-*.npz")}
+
+
+def wait_until(condition, work: Path, process: subprocess.Popen) -> None:
     deadline = time.time() + 300
-    while "Epoch 2/" not in read(work / TRAIN_LOG) or not list(
-        (work / CHECKPOINTS).glob("checkpoint-*.npz")
-    ):
-        assert process.poll() is None and time.time() < deadline, read(work / "snakemake.out")
+    while not condition():
+        assert process.poll() is None, read(work / "snakemake.out")[-3000:] + read(work / TRAIN_LOG)
+        assert time.time() < deadline, read(work / TRAIN_LOG)
         time.sleep(0.2)
-
-
-def test_a_killed_two_process_training_resumes(tmp_path, runs):
-    work = workdir(tmp_path / "work", MODES["processes"])
-    process = start(work)
-    try:
-        wait_until_checkpointed(work, process)
-        assert len(workers_of(work)) == 2
-        os.killpg(process.pid, signal.SIGKILL)  # snakemake and the training, no warning
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    deadline = time.time() + 30
-    while workers_of(work) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not workers_of(work), "the workers died with their launcher"
-    assert not (work / TARGET).exists()
-    snakemake(work, "--unlock")
-    snakemake(work, TARGET)
-    log = read(work / TRAIN_LOG)
-    assert "distribution: 2 processes x 1 device (jax, cpu)" in log, log
-    assert_resumed_as_uninterrupted(work, runs["processes"], RUN, EPOCHS)
 
 
 def training_pid(session: int) -> int:
@@ -422,14 +402,22 @@ def training_pid(session: int) -> int:
     raise AssertionError("no training process found")
 
 
-def test_sigterm_stops_every_process_with_a_checkpoint_and_a_rerun_resumes(tmp_path, runs):
+def test_a_stopped_then_killed_two_process_training_resumes(tmp_path, runs):
+    """SIGTERM (a scheduler's warning) to the launcher: every worker stops at the same step
+    after process 0 saved. The rerun resumes, and is killed outright (SIGKILL to snakemake's
+    process group, the workers die with their launcher); the next rerun resumes again and ends
+    with the uninterrupted 2-process run's weights, bit for bit."""
     work = workdir(tmp_path / "work", MODES["processes"])
     process = start(work)
     try:
-        wait_until_checkpointed(work, process)
-        os.kill(
-            training_pid(process.pid), signal.SIGTERM
-        )  # as a scheduler does: the launcher forwards it
+        wait_until(
+            lambda: "Epoch 2/" in read(work / TRAIN_LOG) and checkpoint_serials(work),
+            work,
+            process,
+        )
+        assert len(workers_of(work)) == 2
+        # as a scheduler does at its time limit: the launcher forwards it to the workers
+        os.kill(training_pid(process.pid), signal.SIGTERM)
         assert process.wait(timeout=120) != 0
     finally:
         if process.poll() is None:
@@ -439,5 +427,32 @@ def test_sigterm_stops_every_process_with_a_checkpoint_and_a_rerun_resumes(tmp_p
         r"^Stopped by SIGTERM in epoch \d+, step \d+ \(checkpoint written\)", stopped, re.M
     ), stopped
     assert not workers_of(work)
-    snakemake(work, TARGET)  # the same command, nothing else
+    assert not (work / TARGET).exists()
+
+    saved = checkpoint_serials(work)
+    process = start(work)  # the same command
+    try:
+        wait_until(
+            lambda: (
+                "Resuming mlp/default from epoch" in read(work / TRAIN_LOG)
+                and checkpoint_serials(work) - saved
+            ),
+            work,
+            process,
+        )
+        os.killpg(process.pid, signal.SIGKILL)  # snakemake and the training, no warning
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while workers_of(work) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not workers_of(work), "the workers died with their launcher"
+    assert not (work / TARGET).exists()
+
+    snakemake(work, "--unlock")  # Snakemake was killed: its lock remains
+    snakemake(work, TARGET)
+    log = read(work / TRAIN_LOG)
+    assert "distribution: 2 processes x 1 device (jax, cpu)" in log, log
     assert_resumed_as_uninterrupted(work, runs["processes"], RUN, EPOCHS)
