@@ -195,5 +195,5 @@ def to_numpy(variable) -> np.ndarray:
     its first local shard."""
     value = variable.value
     if getattr(value, "is_fully_addressable", True):
-        return np.array(value)
+        return np.array(variable.numpy())  # as checkpoint.capture
     return np.array(value.addressable_data(0))
