@@ -235,6 +235,21 @@ def test_forced_cpu_devices_and_a_process_that_cannot_find_the_others():
     assert lines[-1].startswith("process 1 of 2 does not know where process 0 listens"), lines
 
 
+def test_a_worker_started_as_more_processes_than_configured_says_so(tmp_path, monkeypatch):
+    launch = pytest.importorskip("mnistflow.launch", reason="mnistflow/launch.py not merged yet")
+    from mnistflow import worker
+
+    arguments = worker.write_arguments(
+        tmp_path / "args.json",
+        {"processes": 2, "devices": 1, "threads": 1, "compute": {}, "train": {"hp": {}}},
+    )
+    monkeypatch.setenv("MNISTFLOW_PROCESS_INDEX", "0")
+    monkeypatch.setenv("MNISTFLOW_PROCESS_COUNT", "3")
+    monkeypatch.setenv("MNISTFLOW_COORDINATOR", "127.0.0.1:41234")
+    with pytest.raises(launch.LaunchError, match="configured for 2 processes .* started as 3"):
+        worker.main([str(arguments)])
+
+
 # --- through snakemake --------------------------------------------------------------------
 
 
