@@ -2,7 +2,15 @@ rule train:
     input:
         data="results/{dataset}/data.h5",
         code=package_sources(
-            "models", "training", "runtime", "checkpoint", "stopping", "predictions"
+            "models",
+            "training",
+            "runtime",
+            "checkpoint",
+            "stopping",
+            "predictions",
+            "distribution",
+            "worker",
+            "launch",
         ),
     output:
         param="results/{dataset}/{family}/{run}/param.hdf5",

@@ -1,5 +1,11 @@
-"""Snakemake script: train one run (see mnistflow.training), resuming from a checkpoint."""
+"""Snakemake script: train one run (see mnistflow.training), resuming from a checkpoint.
 
+With ``distribution.mode: processes`` the training runs as that many worker processes
+(mnistflow.worker), started by mnistflow.launch with the launcher the job offers; this
+script waits for them and exits with their worst exit code.
+"""
+
+import os
 import sys
 from pathlib import Path
 
@@ -7,31 +13,68 @@ from mnistflow import runtime
 
 runtime.log_to(snakemake.log[0])
 hyperparameters = snakemake.params.hyperparameters
-runtime.configure(snakemake.threads, seed=hyperparameters["seed"], **snakemake.params.compute)
-
-from mnistflow import stopping, training  # noqa: E402  (imports Keras: after configure)
-
 # Read from the config, not params: checkpoint settings do not change the result, so
-# editing them must not rerun finished trainings.
+# editing them must not rerun finished trainings; nor does the distribution (the weights
+# match a single device's to float32 round-off; docs/distributed.md).
 checkpoints = snakemake.config["checkpoint"]
+spread = {"mode": "none", "processes": 1, "nodes": 1, "devices": 1}
+spread.update(snakemake.config.get("distribution") or {})
 wildcards = snakemake.wildcards
-try:
-    training.train(
-        snakemake.input.data,
-        wildcards.family,
-        hyperparameters,
-        param_hdf5=snakemake.output.param,
-        model_keras=snakemake.output.model,
-        history=snakemake.output.history,
-        predictions_npz=snakemake.output.predictions,
-        run=wildcards.run,
-        checkpoints=Path(
-            checkpoints["directory"], wildcards.dataset, wildcards.family, wildcards.run
-        ),
-        checkpoints_root=checkpoints["directory"],
-        every_epochs=checkpoints["every_epochs"],
-        every_minutes=checkpoints["every_minutes"],
+arguments = dict(
+    data=snakemake.input.data,
+    family=wildcards.family,
+    hp=hyperparameters,
+    param_hdf5=snakemake.output.param,
+    model_keras=snakemake.output.model,
+    history=snakemake.output.history,
+    predictions_npz=snakemake.output.predictions,
+    run=wildcards.run,
+    checkpoints=str(
+        Path(checkpoints["directory"], wildcards.dataset, wildcards.family, wildcards.run)
+    ),
+    checkpoints_root=checkpoints["directory"],
+    every_epochs=checkpoints["every_epochs"],
+    every_minutes=checkpoints["every_minutes"],
+)
+
+if spread["mode"] == "processes":
+    from mnistflow import launch, worker
+
+    processes, nodes = spread["processes"], spread["nodes"]
+    # On shared storage beside the log, so that workers on other nodes read it too.
+    args_file = worker.write_arguments(
+        Path(snakemake.log[0]).with_suffix(".worker.json"),
+        {
+            "train": arguments,
+            "compute": snakemake.params.compute,
+            "processes": processes,
+            "devices": spread["devices"],
+            # Per process, as the profiles ask the scheduler for them (threads x tasks
+            # CPUs: SLURM's --cpus-per-task, PBS ncpus, Grid Engine slots).
+            "threads": snakemake.threads,
+        },
     )
+    scripts = str(Path(worker.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [scripts, env.get("PYTHONPATH")]))
+    code = launch.run_workers(
+        processes, [sys.executable, "-m", "mnistflow.worker", str(args_file)], env, nodes=nodes
+    )
+    if code == 0:
+        args_file.unlink(missing_ok=True)
+    sys.exit(code)
+
+runtime.configure(
+    snakemake.threads,
+    seed=hyperparameters["seed"],
+    **snakemake.params.compute,
+    cpu_devices=spread["devices"],
+)
+
+from mnistflow import distribution, stopping, training  # noqa: E402  (imports Keras: after configure)
+
+try:
+    training.train(**arguments, spread=distribution.setup(spread["mode"], None, spread["devices"]))
 except stopping.Stopped as stop:
     print(f"{stop}; rerun (or let the scheduler retry) to resume.", flush=True)
     sys.exit(stop.exit_code)

@@ -79,7 +79,7 @@ def _finish_log(log_filter: subprocess.Popen) -> None:
     log_filter.wait(timeout=60)
 
 
-def select_backend(name: str, threads: int | None = None) -> None:
+def select_backend(name: str, threads: int | None = None, cpu_devices: int = 1) -> None:
     """Make Keras run on ``name`` (config ``compute.backend``); call before Keras is imported.
 
     Keras reads KERAS_BACKEND once, when it is first imported, so a later change would be
@@ -107,12 +107,30 @@ def select_backend(name: str, threads: int | None = None) -> None:
         # XLA reads its flags when jax starts. Deterministic ops matter on GPUs only (XLA's
         # CPU kernels are deterministic); threads, so parallel jobs do not oversubscribe.
         flags = ["--xla_gpu_deterministic_ops=true"]
+        if cpu_devices > 1:
+            flags.append(force_cpu_devices_flag(cpu_devices))
         if threads is not None:
             flags += [
                 "--xla_cpu_multi_thread_eigen=false",
                 f"intra_op_parallelism_threads={threads}",
             ]
         os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
+def force_cpu_devices_flag(devices: int) -> str:
+    """The XLA flag that splits the host CPU into ``devices`` JAX devices (config
+    ``distribution.devices`` on a machine without accelerators).
+
+    XLA reads it when jax starts: set it before jax is imported, which select_backend checks.
+    It only shapes the host ("cpu") platform: on a GPU node jax's devices are still the
+    GPUs, which distribution.setup then uses, so setting it there is harmless.
+    """
+    if "jax" in sys.modules:
+        raise BackendError(
+            f"jax was imported before {devices} CPU devices could be set up "
+            "(distribution.devices): call runtime.configure first"
+        )
+    return f"--xla_force_host_platform_device_count={devices}"
 
 
 def configure(
@@ -123,15 +141,22 @@ def configure(
     deterministic: bool = True,
     precision: str = "float32",
     jit_compile: bool | str = "auto",
+    cpu_devices: int = 1,
 ) -> None:
     """Call before the first Keras op: the backend, threads, seed and numeric precision.
 
     Threads come from Snakemake's ``threads`` so that parallel jobs do not oversubscribe
     the machine; with a seed (and ``deterministic``), training repeats bit for bit on one
     machine. ``precision``: a Keras dtype policy, e.g. "mixed_float16" on GPUs.
+    ``cpu_devices`` (JAX only; config ``distribution.devices``): the host CPU appears as this
+    many devices, for data-parallel training on a machine without GPUs (mnistflow.distribution).
     """
     global JIT_COMPILE
-    select_backend(backend, threads)
+    if cpu_devices > 1 and backend != "jax":
+        raise BackendError(
+            f"{cpu_devices} devices per process (distribution.devices) need compute.backend: jax"
+        )
+    select_backend(backend, threads, cpu_devices)
     JIT_COMPILE = jit_compile
     import keras
 

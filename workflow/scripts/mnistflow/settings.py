@@ -110,6 +110,46 @@ def check_cli_config_for_cluster_jobs(config_args) -> None:
     raise ConfigError("\n".join(lines))
 
 
+def distribution_errors(config: dict) -> list[str]:
+    """The ``distribution`` settings that do not fit together or with ``compute.backend``.
+
+    One line per problem, naming the key and the fix, as config_errors() does; run after the
+    schema passed (so the types are right), with the schema's defaults for missing keys.
+    """
+    dist = {"mode": "none", "processes": 1, "nodes": 1, "devices": 1}
+    dist.update(config.get("distribution") or {})
+    backend = (config.get("compute") or {}).get("backend", "tensorflow")
+    mode, processes, nodes, devices = (dist[k] for k in ("mode", "processes", "nodes", "devices"))
+    lines = []
+    if mode != "none" and backend != "jax":
+        lines.append(
+            f"  distribution.mode: {mode!r} needs compute.backend: jax (it is {backend!r}); "
+            "set compute.backend: jax (pip install jax), or distribution.mode: none "
+            "(TensorFlow's multi-worker training is broken with Keras 3: keras-team/keras#20585)"
+        )
+    if mode == "none":
+        for key, value in (("processes", processes), ("devices", devices), ("nodes", nodes)):
+            if value != 1:
+                lines.append(
+                    f"  distribution.{key}: {value} needs distribution.mode: "
+                    f"{'processes' if key != 'devices' else 'devices'} (with mode none it "
+                    "must be 1); set the mode, or remove the key"
+                )
+    elif mode == "devices":
+        for key, value in (("processes", processes), ("nodes", nodes)):
+            if value != 1:
+                lines.append(
+                    f"  distribution.{key}: {value}, but mode devices is one process on one "
+                    "node; set it to 1, or distribution.mode: processes"
+                )
+    elif nodes > processes:
+        lines.append(
+            f"  distribution.nodes: {nodes} nodes for {processes} processes leaves nodes "
+            "idle; set distribution.nodes to at most distribution.processes"
+        )
+    return lines
+
+
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
     """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
     # libyaml's loader where PyYAML has it: this runs at every Snakemake start, even a no-op.
@@ -117,7 +157,11 @@ def validate_config(config: dict, schema_path: str | Path, validate: Callable) -
     schema = yaml.load(Path(schema_path).read_text(), Loader=loader)
     config.update(_coerce_cli_strings(config, schema))
     # The study's values are checked against the families' keys once its structure is valid.
-    errors = config_errors(config, schema) or sweeps.config_errors(config, schema)
+    errors = (
+        config_errors(config, schema)
+        or sweeps.config_errors(config, schema)
+        or distribution_errors(config)
+    )
     if errors:
         raise ConfigError(
             "invalid configuration (config/config.yaml or --config):\n"

@@ -18,12 +18,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnistflow import checkpoint, models, predictions, preprocess, stopping
+from mnistflow import checkpoint, distribution, models, predictions, preprocess, stopping
 from mnistflow.atomic import atomic_path, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 # What the training's result depends on: a checkpoint written by other code is not resumed.
 CODE = [Path(models.__file__), Path(__file__), Path(checkpoint.__file__)]
+CODE.append(Path(distribution.__file__))  # how batches are split between devices
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -146,18 +147,20 @@ class Checkpointing(keras.callbacks.Callback):
         trainer.batch = min(trainer.first_batch + batch + 1, trainer.steps_per_epoch)
         if trainer.batch == trainer.steps_per_epoch:
             return  # the epoch's training is done; its end is saved after validation
-        if trainer.stop:
+        stop, due = trainer.poll()
+        if stop:
             trainer.save(mid_epoch=True)
             trainer.stopped()
-        if trainer.due():
+        if due:
             trainer.save(mid_epoch=True)
 
 
 class _Trainer:
     """The state of one training run between fit() calls."""
 
-    def __init__(self, model, store, stop, epoch_log, *, steps_per_epoch, every_minutes):
+    def __init__(self, model, store, stop, epoch_log, *, steps_per_epoch, every_minutes, spread):
         self.model, self.store, self.stop, self.epoch_log = model, store, stop, epoch_log
+        self.spread = spread  # distribution.Setup
         self.steps_per_epoch, self.every_seconds = steps_per_epoch, every_minutes * 60
         self.epoch = self.first_batch = self.batch = 0  # batches of the epoch: before fit(), done
         self.resumed_metrics = None
@@ -173,9 +176,17 @@ class _Trainer:
             and time.monotonic() - self.last_save >= self.every_seconds
         )
 
+    def poll(self) -> tuple[bool, bool]:
+        """(stop now, save now): taken together by all the processes of a distributed run
+        (a collective there: every process calls it at the same steps)."""
+        signum, due = self.spread.agree(self.stop.signum, self.due())
+        if signum is not None and not self.stop:
+            self.stop.signum = signum  # another process was signalled: stop with it
+        return signum is not None, due
+
     def save(self, mid_epoch: bool) -> None:
-        if self.store is None:
-            return
+        if self.store is None or not self.spread.writes:
+            return  # process 0 saves: every process holds the same variables
         # On JAX, fit() keeps the state outside the variables between steps: fetch it.
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
@@ -186,7 +197,7 @@ class _Trainer:
             epoch_seconds=self.epoch_log.seconds() if mid_epoch else 0.0,
             rows=self.epoch_log.rows,
             lines=self.epoch_log.lines,
-            variables=checkpoint.capture(self.model, with_metrics=mid_epoch),
+            variables=capture(self.model, with_metrics=mid_epoch),
         )
         self.store.save(state)
         self.last_save = time.monotonic()
@@ -197,6 +208,36 @@ class _Trainer:
         raise stopping.Stopped(
             self.stop.signum, f"Stopped by {self.stop.name} in {where} ({saved})"
         )
+
+
+def capture(model, with_metrics: bool) -> dict[str, list[np.ndarray]]:
+    """checkpoint.capture, for variables replicated over processes too (distribution)."""
+    groups = {"model": model.variables, "optimizer": model.optimizer.variables}
+    if with_metrics:
+        groups["metrics"] = model.metrics_variables
+    return {name: [distribution.to_numpy(v) for v in vs] for name, vs in groups.items()}
+
+
+def undistributed_copy(model, family: str, hp: dict, steps_per_epoch: int) -> keras.Model:
+    """The trained ``model`` (weights and optimizer state) on this process alone.
+
+    A model replicated over several processes can be neither saved nor asked to predict by
+    one of them (its arrays span devices of other processes): process 0 writes the outputs
+    from this copy, which is what a single-process run would have saved.
+    """
+    values = capture(model, with_metrics=False)
+    distribution.release()
+    # The layers' names as in a single-process run (dense, not dense_2): Keras' name counters
+    # start again. clear_session also resets the dtype policy, which the copy keeps.
+    policy = keras.config.dtype_policy()
+    keras.backend.clear_session(free_memory=False)
+    keras.config.set_dtype_policy(policy)
+    copy = models.build_model(family, hp)
+    models.compile_model(copy, hp, steps_per_epoch)
+    copy.optimizer.build(copy.trainable_variables)
+    checkpoint.restore(copy.variables, values["model"], "model")
+    checkpoint.restore(copy.optimizer.variables, values["optimizer"], "optimizer")
+    return copy
 
 
 def train(
@@ -215,6 +256,7 @@ def train(
     every_epochs: int = 1,
     every_minutes: float = 10,
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    spread: distribution.Setup = distribution.NO_DISTRIBUTION,
 ) -> list[dict]:
     """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history,
     and with ``predictions_npz`` the test images' class probabilities (mnistflow.predictions).
@@ -224,14 +266,27 @@ def train(
     of ``stopping.SIGNALS``, after which ``stopping.Stopped`` is raised; the next call resumes
     from the newest checkpoint written for the same data, hyperparameters and code, and
     removes the checkpoints when the run is complete. ``callbacks`` run first at each step.
+
+    ``spread`` (distribution.setup): a data-parallel run, of which this is one process; each
+    feeds its part of every batch, all take part in every step and decision, and only
+    process 0 writes outputs and checkpoints. The outputs are those of a single process.
     """
     train_x, train_y = preprocess.load_split(data, "train")
     val_x, val_y = preprocess.load_split(data, "val")
     model = models.build_model(family, hp)
     batch_size, epochs = hp["batch_size"], hp["epochs"]
-    steps_per_epoch = math.ceil(len(train_y) / batch_size)
+    if spread.active:
+        log(f"distribution: {spread.describe()}")
+        spread.check_batch_size(batch_size)
+    usable = spread.usable(len(train_y), batch_size)
+    steps_per_epoch = math.ceil(usable / batch_size)
     models.compile_model(model, hp, steps_per_epoch)
     log(f"Training {family} on {len(train_y)} images, validating on {len(val_y)}: {hp}")
+    if usable < len(train_y):
+        log(
+            f"Each epoch trains {usable} of them: its last batch is cut to a multiple of "
+            f"the {spread.replicas} devices"
+        )
     # With weight averaging, validate the averaged weights: those are what fit() leaves in
     # the model at its end, and so what param.hdf5 and model.keras hold.
     averaging = []
@@ -259,8 +314,16 @@ def train(
     # NumPy input on every call, which with one call per epoch cost TensorFlow about 0.2 s
     # per epoch (softmax on MNIST, 20 epochs: 12.8 s -> 8.5 s; perf/run.py).
     to_backend = keras.ops.convert_to_tensor
-    x, y = to_backend(models.reshape_for(model, train_x)), to_backend(train_y)
-    validation = (to_backend(models.reshape_for(model, val_x)), to_backend(val_y))
+    fit_batch_size = batch_size
+    if spread.active:
+        # NumPy, each process its part of each batch: Keras assembles the global batch.
+        x, y = models.reshape_for(model, train_x), train_y
+        part = spread.shard(np.arange(len(val_y)), batch_size)
+        validation = (models.reshape_for(model, val_x)[part], val_y[part])
+        fit_batch_size = spread.local_batch_size(batch_size)
+    else:
+        x, y = to_backend(models.reshape_for(model, train_x)), to_backend(train_y)
+        validation = (to_backend(models.reshape_for(model, val_x)), to_backend(val_y))
     epoch_log = EpochLog(epochs, log, resumed=state)
     with stopping.on_signals() as stop:
         trainer = _Trainer(
@@ -270,11 +333,14 @@ def train(
             epoch_log,
             steps_per_epoch=steps_per_epoch,
             every_minutes=every_minutes,
+            spread=spread,
         )
         if state is not None and state.batch > 0:
             # Keras creates the metrics' variables on the first traced step (TensorFlow) or
-            # in fit(); evaluating one image creates them now, without touching the weights.
-            model.evaluate(validation[0][:1], validation[1][:1], verbose=0)
+            # in fit(); evaluating one image creates them now, without touching the weights
+            # (one per device when distributed).
+            few = spread.devices
+            model.evaluate(validation[0][:few], validation[1][:few], batch_size=few, verbose=0)
             trainer.resumed_metrics = state.variables["metrics"]
         callbacks = [*callbacks, *averaging, Checkpointing(trainer), epoch_log]
         for epoch in range(state.epoch if state else 0, epochs):
@@ -283,11 +349,17 @@ def train(
             if state is not None and epoch == state.epoch:
                 trainer.first_batch = state.batch  # train the resumed epoch's remaining batches
                 order = order[state.batch * batch_size :]
+            if spread.active:
+                part = spread.shard(order, batch_size)
+                epoch_x, epoch_y = x[part], y[part]
+            else:
+                epoch_x = keras.ops.take(x, order, axis=0)
+                epoch_y = keras.ops.take(y, order, axis=0)
             with _average_kept_apart(model.optimizer, last_epoch=epoch == epochs - 1):
                 model.fit(
-                    keras.ops.take(x, order, axis=0),
-                    keras.ops.take(y, order, axis=0),
-                    batch_size=batch_size,
+                    epoch_x,
+                    epoch_y,
+                    batch_size=fit_batch_size,
                     initial_epoch=epoch,
                     epochs=epoch + 1,
                     shuffle=False,
@@ -297,11 +369,15 @@ def train(
                 )
             trainer.batch = steps_per_epoch
             if epoch < epochs - 1:
-                if stop:
+                if trainer.poll()[0]:
                     trainer.save(mid_epoch=False)
                     trainer.stopped()
                 if store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
                     trainer.save(mid_epoch=False)
+    if spread.active:
+        if not spread.writes:
+            return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
+        model = undistributed_copy(model, family, hp, steps_per_epoch)
     saved = models.without_augmentation(model)  # loads with plain Keras
     save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
