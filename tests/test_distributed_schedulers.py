@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 from schedulers.schedtest import (
@@ -195,28 +197,58 @@ def test_slurm_two_tasks_of_one_job_form_one_training(tmp_path, config, gres):
         assert step.split("|")[1:] == ["2", "COMPLETED"], step
 
 
-WORKER = REPO / "workflow" / "scripts" / "mnistflow" / "worker.py"
+DISTRIBUTED = (
+    "compute: {backend: jax}\n"
+    "distribution: {mode: processes, processes: 2, nodes: 1, devices: 1}\n"
+    "resources:\n"
+    "  train: {threads: 1, mem_mb: 3000, runtime: 10, gpu: 0}\n"
+    "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
+)
+RUN_DIR = "results/mnist-sample/softmax/default"
+CONFIGS = ["--configfile", "config/scheduler-test.yaml", "config/distributed.yaml"]
+
+
+def distributed_workdir(tmp_path: Path, name: str) -> Path:
+    """The real pipeline (softmax, one epoch, the sample) as a 2-process JAX training."""
+    work = real_workdir(tmp_path / name)
+    (work / "config" / "distributed.yaml").write_text(DISTRIBUTED)
+    return work
+
+
+def weights(param_hdf5: Path) -> dict[str, np.ndarray]:
+    with h5py.File(param_hdf5) as h5:
+        found = {}
+        h5.visititems(
+            lambda name, item: (
+                found.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return found
+
+
+def assert_same_training_as_two_local_processes(tmp_path: Path, work: Path, launcher: str):
+    """The scheduler's 2-process training equals the same 2 processes run on this machine
+    without a scheduler (local launcher, 127.0.0.1): bit for bit, on one machine."""
+    log = (work / "logs" / "mnist-sample" / "softmax" / "default" / "train.log").read_text()
+    assert f"launch: 2 processes on 1 node(s) with {launcher}" in log, log
+    assert "distribution: 2 processes x 1 device" in log, log  # the training's own report
+    local = distributed_workdir(tmp_path, "local")
+    run_snakemake(local, f"{RUN_DIR}/param.hdf5", "-j2", *CONFIGS, timeout=300)
+    local_log = local / "logs" / "mnist-sample" / "softmax" / "default" / "train.log"
+    assert "with local" in local_log.read_text()
+    ours, theirs = weights(work / RUN_DIR / "param.hdf5"), weights(local / RUN_DIR / "param.hdf5")
+    assert ours.keys() == theirs.keys() and ours
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
 
 
 @pytest.mark.scheduler
-@pytest.mark.skipif(
-    not WORKER.exists(), reason="the training's worker (mnistflow.worker) not merged"
-)
 def test_slurm_real_training_of_two_processes_is_one_job_of_two_tasks(tmp_path):
     """The real train rule with distribution: {mode: processes, processes: 2} (JAX, CPU)."""
     bring_up("slurm")
-    work = real_workdir(tmp_path)
-    (work / "config" / "distributed.yaml").write_text(
-        "compute: {backend: jax}\n"
-        "distribution: {mode: processes, processes: 2, nodes: 1, devices: 1}\n"
-        "resources:\n"
-        "  train: {threads: 1, mem_mb: 3000, runtime: 10, gpu: 0}\n"
-        "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
-    )
-    run_dir = "results/mnist-sample/softmax/default"
+    work = distributed_workdir(tmp_path, "slurm")
     out = run_snakemake(
-        work, f"{run_dir}/param.hdf5", "--profile", "profiles/slurm", *SLURM_FAST,
-        "--configfile", "config/scheduler-test.yaml", "config/distributed.yaml",
+        work, f"{RUN_DIR}/param.hdf5", "--profile", "profiles/slurm", *SLURM_FAST, *CONFIGS,
         env={"MNIST_SLURM_STATUS": "squeue"}, timeout=420,
     )  # fmt: skip
     infos = {
@@ -228,10 +260,30 @@ def test_slurm_real_training_of_two_processes_is_one_job_of_two_tasks(tmp_path):
     train = [info for info in infos.values() if "rule_train_" in info]
     assert len(train) == 1, infos  # one job for the whole training
     assert "NumTasks=2" in train[0] and "NumNodes=1" in train[0], train[0]
-    log = (work / "logs" / "mnist-sample" / "softmax" / "default" / "train.log").read_text()
-    assert "launch: 2 processes on 1 node(s) with srun" in log, log
-    assert "2 processes" in log.split("with srun", 1)[1], log  # the training's own report
-    assert (work / run_dir / "param.hdf5").stat().st_size > 0
+    assert_same_training_as_two_local_processes(tmp_path, work, "srun")
+
+
+@pytest.mark.scheduler
+@needs_mpi
+def test_openpbs_real_training_of_two_processes_is_one_job_with_two_mpiprocs(tmp_path):
+    bring_up("pbs")
+    work = distributed_workdir(tmp_path, "pbs")
+    out = run_snakemake(
+        work, f"{RUN_DIR}/param.hdf5", "--profile", "profiles/pbs",
+        "--seconds-between-status-checks", "1", "--latency-wait", "10", *CONFIGS,
+        env={"PATH": f"{PBS_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=420,
+    )  # fmt: skip
+    jobs = {}
+    for jobid in re.findall(r"external jobid '([^']+)'", out):
+        r = subprocess.run(
+            [PBS_BIN / "qstat", "-x", "-f", "-F", "json", jobid],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        jobs[jobid] = next(iter(json.loads(r.stdout, strict=False)["Jobs"].values()))
+    trains = [j for j in jobs.values() if j["Job_Name"].startswith("train.")]
+    assert len(trains) == 1, jobs  # one job for the whole training
+    assert trains[0]["Resource_List"]["select"] == "1:ncpus=2:mpiprocs=2:mem=3000mb"
+    assert_same_training_as_two_local_processes(tmp_path, work, "mpirun")
 
 
 # --- OpenPBS ---------------------------------------------------------------------------------
