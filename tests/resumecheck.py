@@ -21,9 +21,11 @@ import pytest
 
 from conftest import copy_workflow, snakemake
 
-# ~0.45 s each on one idle core: about twice the first attempt's minute, so that even SLURM,
-# which enforces a limit up to 30 s late, kills it (150 epochs once finished in time).
-EPOCHS = 300
+# ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
+# limit up to 30 s late), so that even when a busy machine keeps the first attempt from saving
+# any checkpoint, the training cannot finish from scratch and must resume (300 epochs once
+# did, in CI: attempt 1 saved nothing, attempt 2 trained all 300 in 125 s).
+EPOCHS = 400
 CONFIG = f"""\
 dataset: mnist-sample
 models: [cnn]
