@@ -79,7 +79,17 @@ def capture(model, with_metrics: bool) -> dict[str, list[np.ndarray]]:
     groups = {"model": model.variables, "optimizer": model.optimizer.variables}
     if with_metrics:
         groups["metrics"] = model.metrics_variables
-    return {name: [np.array(v.numpy()) for v in vs] for name, vs in groups.items()}
+    return {name: [_value(v) for v in vs] for name, vs in groups.items()}
+
+
+def _value(variable) -> np.ndarray:
+    """A copy of a variable's value on this process. Replicated over several processes
+    (mnistflow.distribution), a jax array is not fully addressable (``numpy()`` raises):
+    every process holds a full copy, its first local shard."""
+    value = variable.value
+    if getattr(value, "is_fully_addressable", True):
+        return np.array(variable.numpy())
+    return np.array(value.addressable_data(0))
 
 
 def restore(variables: list, values: list[np.ndarray], what: str) -> None:

@@ -187,13 +187,3 @@ def release() -> None:
     import keras
 
     keras.distribution.set_distribution(None)
-
-
-def to_numpy(variable) -> np.ndarray:
-    """A variable's value on this process. Replicated over several processes, a jax array
-    is not fully addressable (``variable.numpy()`` raises): every process holds a full copy,
-    its first local shard."""
-    value = variable.value
-    if getattr(value, "is_fully_addressable", True):
-        return np.array(variable.numpy())  # as checkpoint.capture
-    return np.array(value.addressable_data(0))

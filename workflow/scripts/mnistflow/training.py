@@ -197,7 +197,7 @@ class _Trainer:
             epoch_seconds=self.epoch_log.seconds() if mid_epoch else 0.0,
             rows=self.epoch_log.rows,
             lines=self.epoch_log.lines,
-            variables=capture(self.model, with_metrics=mid_epoch),
+            variables=checkpoint.capture(self.model, with_metrics=mid_epoch),
         )
         self.store.save(state)
         self.last_save = time.monotonic()
@@ -210,14 +210,6 @@ class _Trainer:
         )
 
 
-def capture(model, with_metrics: bool) -> dict[str, list[np.ndarray]]:
-    """checkpoint.capture, for variables replicated over processes too (distribution)."""
-    groups = {"model": model.variables, "optimizer": model.optimizer.variables}
-    if with_metrics:
-        groups["metrics"] = model.metrics_variables
-    return {name: [distribution.to_numpy(v) for v in vs] for name, vs in groups.items()}
-
-
 def undistributed_copy(model, family: str, hp: dict, steps_per_epoch: int) -> keras.Model:
     """The trained ``model`` (weights and optimizer state) on this process alone.
 
@@ -225,7 +217,7 @@ def undistributed_copy(model, family: str, hp: dict, steps_per_epoch: int) -> ke
     one of them (its arrays span devices of other processes): process 0 writes the outputs
     from this copy, which is what a single-process run would have saved.
     """
-    values = capture(model, with_metrics=False)
+    values = checkpoint.capture(model, with_metrics=False)
     distribution.release()
     # The layers' names as in a single-process run (dense, not dense_2): Keras' name counters
     # start again. clear_session also resets the dtype policy, which the copy keeps.
