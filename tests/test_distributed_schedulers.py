@@ -208,6 +208,16 @@ RUN_DIR = "results/mnist-sample/softmax/default"
 CONFIGS = ["--configfile", "config/scheduler-test.yaml", "config/distributed.yaml"]
 
 
+def pbs_record(jobid: str) -> dict | None:
+    """OpenPBS's record of a job (`qstat -x -f -F json`), None while it has none."""
+    r = subprocess.run(
+        [PBS_BIN / "qstat", "-x", "-f", "-F", "json", jobid], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        return None
+    return next(iter(json.loads(r.stdout, strict=False)["Jobs"].values()))
+
+
 def distributed_workdir(tmp_path: Path, name: str) -> Path:
     """The real pipeline (softmax, one epoch, the sample) as a 2-process JAX training."""
     work = real_workdir(tmp_path / name)
@@ -273,13 +283,7 @@ def test_openpbs_real_training_of_two_processes_is_one_job_with_two_mpiprocs(tmp
         "--seconds-between-status-checks", "1", "--latency-wait", "10", *CONFIGS,
         env={"PATH": f"{PBS_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=420,
     )  # fmt: skip
-    jobs = {}
-    for jobid in re.findall(r"external jobid '([^']+)'", out):
-        r = subprocess.run(
-            [PBS_BIN / "qstat", "-x", "-f", "-F", "json", jobid],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        jobs[jobid] = next(iter(json.loads(r.stdout, strict=False)["Jobs"].values()))
+    jobs = {jobid: pbs_record(jobid) for jobid in re.findall(r"external jobid '([^']+)'", out)}
     trains = [j for j in jobs.values() if j["Job_Name"].startswith("train.")]
     assert len(trains) == 1, jobs  # one job for the whole training
     assert trains[0]["Resource_List"]["select"] == "1:ncpus=2:mpiprocs=2:mem=3000mb"
@@ -302,10 +306,7 @@ def test_openpbs_mpiprocs_and_mpirun_form_one_training(tmp_path):
     (jobid,) = re.findall(r"Submitted (?:group )?job \d+ with external jobid '([^']+)'", out)
 
     def finished():
-        r = subprocess.run(
-            [PBS_BIN / "qstat", "-x", "-f", "-F", "json", jobid], capture_output=True, text=True
-        )
-        job = r.returncode == 0 and next(iter(json.loads(r.stdout, strict=False)["Jobs"].values()))
+        job = pbs_record(jobid)
         return job if job and job["job_state"] == "F" else None
 
     job = wait_for(finished, 60, f"PBS's record of {jobid}")
