@@ -112,11 +112,14 @@ def test_saved_model_leaves_the_augmentation_out_and_keeps_the_weights(tmp_path)
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     model.fit(images, np.arange(4), verbose=0)  # builds the optimizer's state
     _random_weights(model, seed=3)
-    bare = models.without_augmentation(model)
+    bare = models.portable(model)
     assert not any(isinstance(layer, models.RandomShift) for layer in bare.layers)
+    norms = [layer for layer in bare.layers if "normalization" in layer.name]
+    assert len(norms) == 3 and all(type(n) is keras.layers.BatchNormalization for n in norms)
     bare.save(tmp_path / "model.keras")
     text = (tmp_path / "model.keras").read_bytes()
-    assert b"RandomShift" not in text and b"mnistflow" not in text
+    for ours in (b"RandomShift", b"Fused", b"mnistflow"):
+        assert ours not in text
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
         loaded = keras.saving.load_model(tmp_path / "model.keras")
@@ -129,7 +132,39 @@ def test_saved_model_leaves_the_augmentation_out_and_keeps_the_weights(tmp_path)
     np.testing.assert_array_equal(
         loaded.predict(images, verbose=0), model.predict(images, verbose=0)
     )
-    assert models.without_augmentation(plain := models.build_model("mlp", HP)) is plain
+    assert models.portable(plain := models.build_model("mlp", HP)) is plain
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's kernel")
+def test_fused_batch_normalization_trains_as_keras_own_to_round_off():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.random((64, 7, 7, 12), dtype=np.float32) * 3 + 1)
+    weighting = tf.constant(rng.standard_normal(images.shape).astype(np.float32))
+    ours, theirs = models.FusedBatchNormalization(), keras.layers.BatchNormalization()
+    for layer in (ours, theirs):
+        layer.build(images.shape)
+    _random_weights(ours, seed=1)
+    ours.moving_variance.assign(np.abs(ours.moving_variance.numpy()))
+    theirs.set_weights(ours.get_weights())
+
+    def step(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images, training=True)
+            loss = tf.reduce_sum(outputs * weighting)
+        return [outputs, *tape.gradient(loss, [images, layer.gamma.value, layer.beta.value])]
+
+    for a, b in zip(step(ours), step(theirs), strict=True):  # outputs and gradients
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * np.abs(b).max())
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):  # moving statistics
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    theirs.set_weights(ours.get_weights())  # inference: Keras' own ops, exactly
+    np.testing.assert_array_equal(ours(images, training=False), theirs(images, training=False))
+    # ... and it is TensorFlow's fused kernel that trains (not Keras' ops, which would also pass)
+    graph = tf.function(lambda x: ours(x, training=True)).get_concrete_function(images).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
 
 
 def _random_weights(model, seed):

@@ -40,11 +40,59 @@ def mlp(hp: dict) -> keras.Model:
     )
 
 
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization, whose training step runs TensorFlow's fused kernel.
+
+    Keras 3 normalises a batch with a dozen separate ops, which XLA would fuse; TensorFlow's
+    op determinism turns XLA off, and then batch normalisation took about a fifth of a cnn
+    step here (keras-team/keras-core#225, "BatchNorm is slow"). ``FusedBatchNormV3`` computes
+    the same in one kernel, equal to float32 round-off (tests/test_models.py). Elsewhere
+    (JAX, inference, masks) this is Keras' own layer; saved models hold Keras' layer
+    (``portable``).
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and mask is None and self._fusable(inputs)):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")  # as Keras does: statistics in float32
+        empty = tf.constant([], "float32")
+        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=tf.cast(self.gamma, "float32"),
+            offset=tf.cast(self.beta, "float32"),
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The kernel returns the batch's unbiased variance; Keras averages the biased one.
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+        variance = variance * (count - 1) / count
+        for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            average.assign(average * self.momentum + value * (1.0 - self.momentum))
+        return tf.cast(y, self.compute_dtype)
+
+    def _fusable(self, inputs) -> bool:
+        return (
+            keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)  # channels last, the kernel's NHWC
+            and self.center
+            and self.scale
+            and not self.renorm
+            and not self.synchronized
+        )
+
+
 def _conv_bn_relu(filters: int, kernel_size: int, strides: int = 1) -> list[layers.Layer]:
     # Batch normalisation lets the CNN train at a high learning rate: few epochs, fast.
     return [
         layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False),
-        layers.BatchNormalization(),
+        FusedBatchNormalization(),
         layers.ReLU(),
     ]
 
@@ -92,11 +140,23 @@ class RandomShift(layers.Layer):
         return {**super().get_config(), "pixels": self.pixels}
 
 
-def without_augmentation(model: keras.Model) -> keras.Model:
-    """``model`` without its augmentation layers (they hold no weights): what is saved, so
-    that model.keras loads with plain Keras, without this package."""
-    kept = [layer for layer in model.layers if not isinstance(layer, RandomShift)]
-    if len(kept) == len(model.layers):
+def _keras_own(layer: layers.Layer) -> layers.Layer:
+    if not isinstance(layer, FusedBatchNormalization):
+        return layer
+    config = layer.get_config()
+    del config["name"]  # Keras' name for its layer: batch_normalization, as before
+    plain = layers.BatchNormalization.from_config(config)
+    plain.build(layer.input.shape)
+    plain.set_weights(layer.get_weights())
+    return plain
+
+
+def portable(model: keras.Model) -> keras.Model:
+    """``model`` as it is saved: without its augmentation layers (they hold no weights) and
+    with Keras' own layers for this module's, so that model.keras loads with plain Keras,
+    without this package."""
+    kept = [_keras_own(layer) for layer in model.layers if not isinstance(layer, RandomShift)]
+    if kept == model.layers:
         return model
     bare = keras.Sequential([keras.Input(shape=model.input_shape[1:]), *kept], name=model.name)
     if model.compiled:  # the same optimizer, so its state is saved too

@@ -370,7 +370,7 @@ def train(
         if not spread.writes:
             return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
         model = undistributed_copy(model, family, hp, steps_per_epoch)
-    saved = models.without_augmentation(model)  # loads with plain Keras
+    saved = models.portable(model)  # loads with plain Keras
     save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
         saved.save(tmp)
