@@ -169,9 +169,10 @@ def cnn(hp: dict) -> keras.Model:
 
     28x28 -> 14x14 (5x5, stride 2) -> 7x7 (3x3, stride 2) -> 7x7 (3x3), then dropout and
     Dense(10). Few filters keep it cheap: on a CPU the cost of a step follows the size of
-    the activations more than the multiply-adds (16/32/48 filters take ~0.5x the time of a
-    keras-io mnist_convnet step, 24/48/64 ~0.6-0.8x). With weight averaging and a high
-    learning rate it passes 99.0% test accuracy after two epochs (perf/run.py).
+    the activations more than the multiply-adds (with 16/32/48 filters and the fused batch
+    normalisation an epoch takes 0.62x a keras-io mnist_convnet epoch, docs/benchmarks.md).
+    With weight averaging and a high learning rate it passes 99.0% test accuracy after two
+    epochs (perf/run.py).
     """
     first, second, third = hp["filters"]
     # Shifted copies of the training images (only while training): the accuracy margin over
