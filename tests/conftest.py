@@ -21,36 +21,6 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 
 
-# The files that take longest (seconds per file in a CI run, from `--durations=0`), started
-# first. pytest-xdist hands each worker whole files (--dist loadfile) and by default starts
-# with the files that hold the most tests, which left these one- or two-test files to the
-# end: CI took 36.6 min for 26 min of work per worker. tests/run.sh passes
-# --no-loadscope-reorder, so that this order holds.
-SLOWEST_FIRST = (
-    "test_resume_slurm.py",  # 825 s (331 of them waiting for the shared reference run)
-    "test_acceptance.py",  # 507
-    "test_resume_pbs.py",  # 429
-    "test_resume_pjm.py",  # 407
-    "test_scheduler_slurm.py",  # 379
-    "test_resume_uge.py",  # 369
-    "test_distributed_schedulers.py",  # 358
-    "test_resume_e2e.py",  # 287
-    "test_scheduler_pbs.py",  # 265
-    "test_distribution.py",  # 263
-    "test_backend.py",  # 238
-    "test_e2e_pipeline.py",  # 212
-    "test_e2e_sweep.py",  # 206
-)
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        name = item.path.name
-        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
-
-    items.sort(key=rank)  # stable: the tests of a file keep their order
-
-
 def copy_workflow(dest: Path) -> Path:
     """A scratch copy of the workflow, so test runs never write into the repository."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,5 @@ snakemake --directory .test --lint
 
 echo "== pytest"
 # Four workers on two cores: the scheduler tests mostly wait for their jobs, so files run side
-# by side (one file per worker: module fixtures, such as a trained model, are built once),
-# the slowest first (tests/conftest.py, SLOWEST_FIRST; --durations shows what to list there).
-python3 -m pytest -ra --durations=15 -n "${TEST_WORKERS:-4}" --dist loadfile \
-    --no-loadscope-reorder "$@"
+# by side (one file per worker: module fixtures, such as a trained model, are built once).
+python3 -m pytest -ra --durations=15 -n "${TEST_WORKERS:-4}" --dist loadfile "$@"
