@@ -71,6 +71,13 @@ settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
 
+from mnistflow import containers  # noqa: E402
+
+# --sdm apptainer: no runtime or no image stops the run (dry runs too) before any job is
+# submitted; Snakemake would find a missing image only when its first job runs.
+if containers.wanted(workflow.deployment_settings):
+    containers.check(config["container"])
+
 
 onstart:
     # Cluster jobs get the --config values on their command line, where Snakemake 9.27 does
