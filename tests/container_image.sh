@@ -12,7 +12,7 @@ args=(--build-arg bootstrap=debootstrap)
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
 	args+=(--bind /etc/ssl/certs:/mnt --build-arg pip_cert=/mnt/ca-certificates.crt)
 fi
-key=$(cd "$repo" && { cat workflow/envs/tensorflow.def workflow/envs/tensorflow-container.txt constraints.txt; echo "${args[*]}"; } | sha256sum | cut -c1-16)
+key=$(cd "$repo" && { cat workflow/envs/tensorflow.def workflow/envs/tensorflow-container.txt workflow/envs/tensorflow-gpu.txt constraints.txt; echo "${args[*]}"; } | sha256sum | cut -c1-16)
 image=$cache/mnist-tensorflow-cpu-$key.sif
 mkdir -p "$cache"
 # One build at a time (parallel test workers, other checkouts on this machine).
@@ -34,4 +34,7 @@ if [ ! -s "$image" ]; then
 	mv "$partial" "$image"
 	echo "built $image in $((SECONDS - start)) s ($(du -m "$image" | cut -f1) MiB)" >&2
 fi
+# Bounded cache: each use marks an image; images of old definitions unused for 14 days go.
+touch "$image"
+find "$cache" -maxdepth 1 -name 'mnist-tensorflow-cpu-*.sif' -mtime +14 -delete
 echo "$image"

@@ -245,4 +245,5 @@ def test_seeds_estimate_code_loads_the_containers_param_hdf5(trained):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(result.stdout.split("Test accuracy:")[1])
+    print(f"seed 001's estimate code on the container's param.hdf5: accuracy {accuracy:.4f}")
     assert accuracy > 0.5  # one epoch of softmax on the sample; chance is 0.1

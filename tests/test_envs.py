@@ -201,7 +201,8 @@ def test_definition_file_installs_the_package_list_at_the_constraints_pins():
     definition = (ENVS / "tensorflow.def").read_text()
     assert "workflow/envs/tensorflow-container.txt /opt/mnistflow/requirements.txt" in definition
     assert "constraints.txt /opt/mnistflow/constraints.txt" in definition
-    assert "-c /opt/mnistflow/constraints.txt -r /opt/mnistflow/requirements.txt" in definition
+    assert "-c /opt/mnistflow/constraints.txt -c /opt/mnistflow/constraints-gpu.txt" in definition
+    assert "-r /opt/mnistflow/requirements.txt" in definition
     # TensorFlow is a build argument (tensorflow-cpu or tensorflow[and-cuda]) at the tested version.
     version = CONSTRAINTS["tensorflow-cpu"]
     assert '"{{ tensorflow }}==' + version + '"' in definition
@@ -211,3 +212,12 @@ def test_definition_file_installs_the_package_list_at_the_constraints_pins():
     assert config["container"] == "mnist-tensorflow.sif"
     build = "apptainer build --fakeroot mnist-tensorflow.sif workflow/envs/tensorflow.def"
     assert build in definition
+
+
+def test_gpu_pins_add_only_what_constraints_lack():
+    """The GPU builds' extra pins never override a tested CPU pin (TensorFlow: same version)."""
+    gpu = read_pins((ENVS / "tensorflow-gpu.txt").read_text().splitlines())
+    assert gpu["tensorflow"] == CONSTRAINTS["tensorflow-cpu"]
+    assert gpu["jax-cuda12-plugin"] == CONSTRAINTS["jax"]
+    assert not set(gpu) & set(CONSTRAINTS)
+    assert all(n.startswith(("nvidia-", "jax-cuda12-")) for n in gpu if n != "tensorflow")
