@@ -9,6 +9,7 @@ code and its weights are compared with the same training run outside the contain
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,9 +140,8 @@ def test_missing_image_stops_the_run_before_any_job_is_submitted(tmp_path):
     assert "apptainer build --fakeroot" in result.stderr
     assert "Submitted" not in result.stderr
     assert not (work / "results").exists() and not (work / "resources").exists()
-    # A dry run says so too (the Snakefile is read before Snakemake knows it is a dry run).
-    dry = snakemake_cli(work, "--sdm", "apptainer", "-n")
-    assert dry.returncode != 0 and "apptainer build --fakeroot" in dry.stdout + dry.stderr
+    # A dry run (onstart does not run for one) still shows the plan.
+    assert snakemake_cli(work, "--sdm", "apptainer", "-n").returncode == 0
 
 
 def test_missing_apptainer_stops_the_run_before_any_job_is_submitted(tmp_path):
@@ -153,7 +153,12 @@ def test_missing_apptainer_stops_the_run_before_any_job_is_submitted(tmp_path):
     )
     result = snakemake_cli(work, "--cores", "1", "--sdm", "apptainer", env={"PATH": path})
     assert result.returncode != 0
-    assert "neither apptainer nor singularity is on PATH" in result.stderr
+    # Snakemake's own check comes first where a job needs the image; ours otherwise.
+    assert re.search(
+        "neither apptainer nor singularity is on PATH|The apptainer or singularity command has "
+        "to be available",
+        result.stderr,
+    ), result.stderr[-3000:]
     assert not (work / "results").exists() and not (work / "resources").exists()
 
 

@@ -73,11 +73,6 @@ settings.validate_config(
 
 from mnistflow import containers  # noqa: E402
 
-# --sdm apptainer: no runtime or no image stops the run (dry runs too) before any job is
-# submitted; Snakemake would find a missing image only when its first job runs.
-if containers.wanted(workflow.deployment_settings):
-    containers.check(config["container"])
-
 
 onstart:
     # Cluster jobs get the --config values on their command line, where Snakemake 9.27 does
@@ -87,6 +82,10 @@ onstart:
         settings.check_cli_config_for_cluster_jobs(
             workflow.config_settings.config_args
         )
+    # --sdm apptainer: no image (or runtime) stops the run before any job runs or is submitted;
+    # Snakemake would find a missing image only when the first train job runs.
+    if containers.wanted(workflow.deployment_settings):
+        containers.check(config["container"])
 
 
 DATASET = datasets.get_dataset(config["dataset"])
