@@ -34,6 +34,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
 fi
 
+# Apptainer and the CPU test image of workflow/envs/tensorflow.def (tests/test_container*.py).
+# The image is built once per machine and reused: tests/container_image.sh caches it under a
+# hash of the definition and the pins (~/.cache/mnistflow); a fresh machine builds it offline
+# from Debian's mirror (5 min here, docs/containers.md).
+apptainer_up="../shared/vendor/apptainer/apptainer_up.sh"
+if [ "$(id -u)" = 0 ] && [ -f "$apptainer_up" ] && ! command -v apptainer >/dev/null; then
+    bash "$apptainer_up" >/dev/null || echo "WARNING: could not install Apptainer; the container tests will be skipped (fail with CI=true)"
+fi
+if command -v apptainer >/dev/null; then
+    echo "== container image: $(bash tests/container_image.sh || echo 'build FAILED (the container tests will fail)')"
+fi
+
 echo "== linters (what the Snakemake workflow catalog's CI checks, too)"
 ruff check .
 ruff format --check .

@@ -71,6 +71,8 @@ settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
 
+from mnistflow import containers  # noqa: E402
+
 
 onstart:
     # Cluster jobs get the --config values on their command line, where Snakemake 9.27 does
@@ -80,6 +82,10 @@ onstart:
         settings.check_cli_config_for_cluster_jobs(
             workflow.config_settings.config_args
         )
+    # --sdm apptainer: no image (or runtime) stops the run before any job runs or is submitted;
+    # Snakemake would find a missing image only when the first train job runs.
+    if containers.wanted(workflow.deployment_settings):
+        containers.check(config["container"])
 
 
 DATASET = datasets.get_dataset(config["dataset"])

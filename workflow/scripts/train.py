@@ -9,9 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from mnistflow import runtime
+from mnistflow import containers, runtime
 
 runtime.log_to(snakemake.log[0])
+print(containers.where(), flush=True)  # which software ran: the image or the host's
 hyperparameters = snakemake.params.hyperparameters
 # Read from the config, not params: checkpoint settings do not change the result, so
 # editing them must not rerun finished trainings; nor does the distribution (the weights
