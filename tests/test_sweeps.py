@@ -136,7 +136,7 @@ def test_names_stay_short_and_safe_for_any_value():
         ({"grid": {"optimizer": ["adam", "lbfgs"]}}, "optimizer.1: 'lbfgs' is not one of"),
         ({"settings": [{"hidden_units": 10}]}, "settings.0.hidden_units: unknown hyperparameter"),
         ({"grid": {"seed": [1, 2]}}, "seeds are set by sweep.seeds"),
-        ({}, "needs a grid or settings"),
+        ({}, "needs a grid, settings or random"),
     ],
 )
 def test_invalid_sweeps_name_the_key_and_the_problem(family_sweep, message):

@@ -7,6 +7,10 @@ after what it changes, with keys sorted, so reordering keys or values renames no
 
     batch_size=64+learning_rate=0.01+seed=1   (directory results/<dataset>/<family>/<name>/)
 
+A family's ``random`` block adds ``samples`` settings drawn from distributions with a sampling
+``seed`` (random search): the same seed gives the same settings, and sampled floats keep
+4 significant digits so their names stay readable (``learning_rate=0.0123``).
+
 The setting ``{}`` (the config's own hyperparameters) is named ``base``. Names that would be
 too long or hold unusual characters become ``h<10 hex digits>``, a hash of the setting; the
 hyperparameters are always in the run's ``metrics.json`` and the study's ``runs.csv``.
@@ -17,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import random
 import re
 from dataclasses import dataclass
 
@@ -68,9 +74,79 @@ def run_name(setting: str, seed: int) -> str:
     return f"{setting}+seed={seed}"
 
 
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+SIGNIFICANT_DIGITS = 4
+
+
+def _round(value: float) -> float:
+    """``value`` to SIGNIFICANT_DIGITS significant digits: short names, same value every run."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def _draw(rng: random.Random, distribution: dict):
+    (kind, spec) = next(iter(distribution.items()))
+    if kind == "uniform":
+        return _round(rng.uniform(spec[0], spec[1]))
+    if kind == "loguniform":
+        return _round(math.exp(rng.uniform(math.log(spec[0]), math.log(spec[1]))))
+    if kind == "int":
+        return rng.randint(spec[0], spec[1])
+    return spec[rng.randrange(len(spec))]  # choice
+
+
+def sampled_settings(random_search: dict) -> list[dict]:
+    """``samples`` settings drawn with the sampling ``seed``; keys drawn in sorted order.
+
+    random.Random seeded with a string is the same on every platform and Python 3 version.
+    """
+    rng = random.Random(f"mnistflow-random-search:{random_search.get('seed', 0)}")
+    distributions = random_search["distributions"]
+    keys = sorted(distributions)
+    return [
+        {key: _draw(rng, distributions[key]) for key in keys}
+        for _ in range(random_search["samples"])
+    ]
+
+
+def distribution_errors(path: str, distribution) -> list[str]:
+    """Problems with one distribution, each naming it and the fix."""
+    usage = (
+        "use one of {uniform: [low, high]}, {loguniform: [low, high]} (low > 0), "
+        "{int: [low, high]}, {choice: [value, ...]}"
+    )
+    if not isinstance(distribution, dict) or len(distribution) != 1:
+        return [f"  {path}: a distribution is one of {', '.join(DISTRIBUTIONS)}; {usage}"]
+    (kind, spec) = next(iter(distribution.items()))
+    if kind not in DISTRIBUTIONS:
+        return [f"  {path}: unknown distribution {kind!r}; {usage}"]
+    if kind == "choice":
+        if not isinstance(spec, list) or not spec:
+            return [f"  {path}.choice: needs a non-empty list of values"]
+        return []
+    numbers = int if kind == "int" else int | float
+    if (
+        not isinstance(spec, list)
+        or len(spec) != 2
+        or not all(isinstance(v, numbers) and not isinstance(v, bool) for v in spec)
+    ):
+        kind_of = "integers" if kind == "int" else "numbers"
+        return [f"  {path}.{kind}: needs [low, high], two {kind_of}"]
+    low, high = spec
+    if low > high:
+        return [f"  {path}.{kind}: low {low} is above high {high}; write [low, high]"]
+    if kind == "loguniform" and low <= 0:
+        return [f"  {path}.loguniform: low must be > 0 (got {low}); use uniform for 0"]
+    return []
+
+
 def family_settings(family_sweep: dict) -> list[dict]:
-    """The grid's combinations and the explicit settings, each once, sorted by name."""
+    """The grid's combinations, the explicit and the sampled settings, each once, by name.
+
+    Two samples that round to the same setting are one setting (a smaller study, not an error).
+    """
     settings = list(family_sweep.get("settings") or [])
+    if family_sweep.get("random"):
+        settings += sampled_settings(family_sweep["random"])
     grid = family_sweep.get("grid")
     if grid:  # (the product of no lists would be one empty setting)
         keys = sorted(grid)
@@ -120,6 +196,8 @@ def _canonical_family(family_sweep: dict) -> dict:
     if "settings" in family_sweep:
         unique = {setting_name(s): {k: s[k] for k in sorted(s)} for s in family_sweep["settings"]}
         result["settings"] = [unique[name] for name in sorted(unique)]
+    for key in sorted(set(family_sweep) - {"grid", "settings"}):
+        result[key] = family_sweep[key]  # random, halving: order-free already (dicts)
     return result
 
 
@@ -182,6 +260,22 @@ def config_errors(config: dict, schema: dict) -> list[str]:
             for i, setting in enumerate(family_sweep.get("settings") or [])
             for key, value in setting.items()
         ]
+        random_search = family_sweep.get("random") or {}
+        for key, distribution in (random_search.get("distributions") or {}).items():
+            path = f"{where}.random.distributions.{key}"
+            if key == "seed":
+                lines.append(f"  {path}: seeds are set by sweep.seeds, not sampled")
+            elif key not in properties:
+                lines.append(
+                    f"  {path}: unknown hyperparameter (allowed keys: {', '.join(allowed)})"
+                )
+            else:
+                problems = distribution_errors(path, distribution)
+                lines += problems
+                if not problems:  # the values it can draw must suit the hyperparameter
+                    (kind, spec) = next(iter(distribution.items()))
+                    values = [_round(v) for v in spec] if "uniform" in kind else spec
+                    entries += [(f"{path}.{kind}", key, value) for value in values]
         for path, key, value in entries:
             if key == "seed":
                 lines.append(f"  {path}: seeds are set by sweep.seeds, not per setting")
@@ -195,8 +289,12 @@ def config_errors(config: dict, schema: dict) -> list[str]:
                 )
                 if error is not None:
                     lines.append(f"  {path}: {error.message}")
-        if not family_sweep.get("grid") and not family_sweep.get("settings"):
-            lines.append(f"  {where}: needs a grid or settings (settings: [{{}}] is the base run)")
+        if not any(family_sweep.get(key) for key in ("grid", "settings", "random")):
+            lines.append(
+                f"  {where}: needs a grid, settings or random (settings: [{{}}] is the base run)"
+            )
+        if lines:
+            continue  # sampling would trip over the problems already named
         try:
             family_settings(family_sweep)
         except ValueError as error:
