@@ -1,0 +1,117 @@
+"""The site's set-up every job runs (profiles/lib/jobsetup.py): what it accepts and refuses,
+and what each profile makes of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "profiles" / "lib"))
+sys.path.insert(0, str(REPO / "profiles" / "pbs"))
+sys.path.insert(0, str(REPO / "profiles" / "uge"))
+sys.path.insert(0, str(REPO / "profiles" / "pjm"))
+import jobsetup  # noqa: E402
+import pbs_lib  # noqa: E402
+import pjm_lib  # noqa: E402
+import uge_lib  # noqa: E402
+from clusterjob import SiteSettingError  # noqa: E402
+
+
+def test_a_file_and_modules_become_the_jobs_first_lines(tmp_path):
+    setup = tmp_path / "site.sh"
+    setup.write_text("export MARKER=1\n")
+    env = {"MNIST_JOB_SOURCE": str(setup), "MNIST_JOB_MODULES": "singularity/2.6.1  cuda"}
+    job = jobsetup.job_setup(env)
+    assert job["precommand"].startswith(f". {setup} && ")
+    assert job["precommand"].endswith("module load singularity/2.6.1 cuda")
+    assert job["python"] == "login" and job["env"] == "export"
+    assert jobsetup.job_setup({}) == {"precommand": "", "python": "login", "env": "export"}
+
+
+def test_home_relative_file_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "jobenv.sh").write_text("")
+    assert jobsetup.source_line({"MNIST_JOB_SOURCE": "~/jobenv.sh"}) == f". {tmp_path}/jobenv.sh"
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"MNIST_JOB_SOURCE": "/etc/profile; rm -rf ~"}, "MNIST_JOB_SOURCE"),
+        ({"MNIST_JOB_SOURCE": "/etc/$(whoami)"}, "MNIST_JOB_SOURCE"),
+        ({"MNIST_JOB_SOURCE": "/etc/profile\nmodule load x"}, "MNIST_JOB_SOURCE"),
+        ({"MNIST_JOB_SOURCE": "relative/modules.sh"}, "MNIST_JOB_SOURCE"),
+        ({"MNIST_JOB_SOURCE": "/no/such/modules.sh"}, "MNIST_JOB_SOURCE"),
+        ({"MNIST_JOB_MODULES": "cuda && rm -rf ~"}, "MNIST_JOB_MODULES"),
+        ({"MNIST_JOB_MODULES": "cuda `id`"}, "MNIST_JOB_MODULES"),
+        ({"MNIST_JOB_MODULES": "cuda;id"}, "MNIST_JOB_MODULES"),
+        ({"MNIST_JOB_PYTHON": "/usr/bin/python3"}, "MNIST_JOB_PYTHON"),
+        ({"MNIST_JOB_ENV": "none"}, "MNIST_JOB_ENV"),
+    ],
+)
+def test_refuses_what_a_job_would_run_differently_naming_the_variable(env, variable):
+    with pytest.raises(SiteSettingError, match=variable):
+        jobsetup.job_setup(env)
+
+
+def test_missing_file_says_so():
+    with pytest.raises(SiteSettingError, match="no such file"):
+        jobsetup.job_setup({"MNIST_JOB_SOURCE": "/no/such/modules.sh"})
+
+
+def test_modules_without_a_module_command_fail_with_the_fix(tmp_path):
+    line = jobsetup.module_line({"MNIST_JOB_MODULES": "cuda"})
+    r = subprocess.run(
+        ["/bin/sh", "-c", f"{line} && echo ran"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 1 and "ran" not in r.stdout
+    assert "MNIST_JOB_SOURCE" in r.stderr and "module" in r.stderr
+
+
+PROPS = {"rule": "train", "threads": 1, "resources": {"runtime": 10}}
+CLEAN = {"rule": "train", "threads": 1, "resources": {"runtime": 10, "job_env": "clean"}}
+
+
+def test_clean_environment_drops_the_export_flag_of_each_scheduler():
+    assert "-V" in pbs_lib.build_qsub_args(PROPS, "logs/")
+    assert "-V" not in pbs_lib.build_qsub_args(CLEAN, "logs/")
+    assert "-V" in uge_lib.build_qsub_args(PROPS, "logs/")
+    assert "-V" not in uge_lib.build_qsub_args(CLEAN, "logs/")
+    assert "-X" in pjm_lib.build_pjsub_args(PROPS)
+    assert "-X" not in pjm_lib.build_pjsub_args(CLEAN)
+
+
+def profile_settings(profile: str, env: dict, tmp_path):
+    """What Snakemake reads from a profile with these variables set (its YTE block run)."""
+    code = (
+        "from snakemake.profiles import ProfileConfigFileParser as P; "
+        f"print(dict(P().parse(open('profiles/{profile}/config.yaml'))))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize("profile", ["slurm", "pbs", "uge", "pjm"])
+def test_every_profile_gives_the_set_up_to_snakemake(profile, tmp_path):
+    setup = tmp_path / "site.sh"
+    setup.write_text("")
+    env = {"MNIST_JOB_SOURCE": str(setup), "MNIST_JOB_MODULES": "cuda", "MNIST_JOB_PYTHON": "job"}
+    r = profile_settings(profile, env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f". {setup} &&" in r.stdout and "module load cuda" in r.stdout
+    assert "software-deployment" not in r.stdout and "input-output" in r.stdout
+    bad = profile_settings(profile, {"MNIST_JOB_SOURCE": "/x;id"}, tmp_path)
+    assert bad.returncode != 0 and "MNIST_JOB_SOURCE" in bad.stderr
