@@ -4,8 +4,10 @@ and what each profile makes of it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +117,73 @@ def test_every_profile_gives_the_set_up_to_snakemake(profile, tmp_path):
     assert "software-deployment" not in r.stdout and "input-output" in r.stdout
     bad = profile_settings(profile, {"MNIST_JOB_SOURCE": "/x;id"}, tmp_path)
     assert bad.returncode != 0 and "MNIST_JOB_SOURCE" in bad.stderr
+
+
+# --- real module system, real schedulers ------------------------------------------------
+
+MODULES_INIT = Path("/etc/profile.d/modules.sh")
+SITE_SNAKEFILE = """
+rule all:
+    input: "probe.txt"
+
+rule probe:
+    output: "probe.txt"
+    log: "probe.log"
+    shell:
+        "(echo marker=${{MNIST_TEST_MARKER:-unset}} submitter=${{MNIST_TEST_SUBMITTER:-unset}};"
+        " command -v marker-tool; marker-tool) > {output} 2> {log}"
+"""
+
+
+def site_module(tmp_path: Path) -> Path:
+    """A modulefile that sets a marker and prepends a directory holding marker-tool to PATH."""
+    bin_dir = tmp_path / "sitebin"
+    bin_dir.mkdir()
+    tool = bin_dir / "marker-tool"
+    tool.write_text("#!/bin/sh\necho tool-ran\n")
+    tool.chmod(0o755)
+    modulefile = tmp_path / "modulefiles" / "mnistsite"
+    modulefile.parent.mkdir()
+    modulefile.write_text(
+        f"#%Module1.0\nsetenv MNIST_TEST_MARKER loaded\nprepend-path PATH {bin_dir}\n"
+    )
+    return modulefile
+
+
+@pytest.mark.scheduler
+@pytest.mark.parametrize(
+    "profile, scheduler",
+    [("uge", "gridengine"), ("pbs", "pbs"), ("pjm", None), ("slurm", "slurm")],
+)
+def test_module_loaded_in_a_clean_job_through_the_profile(profile, scheduler, tmp_path):
+    from schedulers.schedtest import PJM_SIM_DIR, bring_up, run_snakemake, skip_or_fail
+
+    if not MODULES_INIT.exists():
+        skip_or_fail("environment-modules is not installed (tests/run.sh installs it)")
+    if scheduler:
+        bring_up(scheduler)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "Snakefile").write_text(SITE_SNAKEFILE)
+    shutil.copytree(REPO / "profiles", work / "profiles")
+    env = {
+        "MNIST_JOB_SOURCE": str(MODULES_INIT),
+        "MNIST_JOB_MODULES": str(site_module(tmp_path)),
+        # SLURM: plugin 2.8.0 always sends --export=ALL (the profile refuses "clean").
+        "MNIST_JOB_ENV": "export" if profile == "slurm" else "clean",
+        # Not in the submitter's environment: only the module can put it in the job's.
+        "MNIST_TEST_MARKER": "",
+        "MNIST_TEST_SUBMITTER": "exported",  # must not reach the clean job
+    }
+    # The PJM simulator's commands; PBS's qsub before Grid Engine's of the same name.
+    first = {"pjm": str(PJM_SIM_DIR), "pbs": "/opt/pbs/bin"}.get(profile)
+    if first:
+        env["PATH"] = f"{first}:{os.environ['PATH']}"
+    run_snakemake(
+        work, "--profile", f"profiles/{profile}", "--seconds-between-status-checks", "1",
+        "--latency-wait", "10", timeout=300, env=env,
+    )  # fmt: skip
+    probe = (work / "probe.txt").read_text()
+    assert "marker=loaded" in probe and "tool-ran" in probe, probe
+    if profile != "slurm":
+        assert "submitter=unset" in probe, probe

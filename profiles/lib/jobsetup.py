@@ -29,7 +29,7 @@ from clusterjob import SiteSettingError
 
 # Characters that mean nothing to a shell: the job's line is exactly the value.
 _PATH = re.compile(r"(~/)?[A-Za-z0-9_./+@-]+")
-_MODULE = re.compile(r"[A-Za-z0-9_.+@-][A-Za-z0-9_./+@-]*")
+_MODULE = re.compile(r"[A-Za-z0-9_.+@/-][A-Za-z0-9_./+@-]*")  # a path: a modulefile
 
 # All of --shared-fs-usage but software-deployment: Snakemake then starts each job with
 # `python` from the job's PATH instead of sys.executable, and deploys conda environments
