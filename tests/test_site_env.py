@@ -30,7 +30,7 @@ def test_a_file_and_modules_become_the_jobs_first_lines(tmp_path):
     env = {"MNIST_JOB_SOURCE": str(setup), "MNIST_JOB_MODULES": "singularity/2.6.1  cuda"}
     job = jobsetup.job_setup(env)
     assert job["precommand"].startswith(f". {setup} && ")
-    assert job["precommand"].endswith("module load singularity/2.6.1 cuda")
+    assert "module load singularity/2.6.1 cuda && " in job["precommand"]
     assert job["python"] == "login" and job["env"] == "export"
     assert jobsetup.job_setup({}) == {"precommand": "", "python": "login", "env": "export"}
 
@@ -187,3 +187,18 @@ def test_module_loaded_in_a_clean_job_through_the_profile(profile, scheduler, tm
     assert "marker=loaded" in probe and "tool-ran" in probe, probe
     if profile != "slurm":
         assert "submitter=unset" in probe, probe
+
+
+def test_job_without_the_login_python_fails_saying_why(tmp_path):
+    setup = tmp_path / "site.sh"
+    setup.write_text("")
+    env = {"MNIST_JOB_SOURCE": str(setup)}
+    hidden = jobsetup.job_setup(env, executable=str(tmp_path / "login venv" / "python"))
+    r = subprocess.run(["/bin/sh", "-c", hidden["precommand"] + " && echo ran"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 1 and "ran" not in r.stdout
+    assert "MNIST_JOB_PYTHON=job" in r.stderr and "login venv" in r.stderr
+    seen = jobsetup.job_setup(env, executable=sys.executable)["precommand"]
+    assert subprocess.run(["/bin/sh", "-c", seen]).returncode == 0
+    job = jobsetup.job_setup({**env, "MNIST_JOB_PYTHON": "job"}, executable="/nowhere/python")
+    assert job["precommand"] == f". {setup}"

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import sys
 
 from clusterjob import SiteSettingError
 
@@ -105,9 +107,27 @@ def env_mode(environ=os.environ) -> str:
     return value
 
 
-def job_setup(environ=os.environ) -> dict:
+def login_python_guard(executable: str = sys.executable) -> str:
+    """Stop a job that cannot see the login node's interpreter, saying why and the fix.
+
+    Without it the job's shell only says "not found" (a compute node of another
+    architecture, a path the node does not mount).
+    """
+    path = shlex.quote(executable)
+    why = shlex.quote(
+        f"the login node's Python {executable} does not exist (or cannot run) in this job: "
+        "set MNIST_JOB_PYTHON=job and put a python with snakemake on the job's PATH "
+        "with MNIST_JOB_SOURCE or MNIST_JOB_MODULES (profiles/README.md)"
+    )
+    return f"{{ [ -x {path} ] || {{ echo {why} >&2; exit 1; }}; }}"
+
+
+def job_setup(environ=os.environ, executable: str = sys.executable) -> dict:
     """What a profile's config.yaml needs: the precommand, and the python and env modes."""
     lines = [line for line in (source_line(environ), module_line(environ)) if line]
+    if python_mode(environ) == "login" and lines:
+        # Only with a set-up: jobs without one run as they always did.
+        lines.append(login_python_guard(executable))
     return {
         "precommand": " && ".join(lines),
         "python": python_mode(environ),
