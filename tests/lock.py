@@ -33,7 +33,9 @@ def top_level(path: Path) -> list[str]:
         if line.startswith("-r "):
             names += top_level(path.parent / line[3:].strip())
         elif line and not line.startswith("-"):
-            names.append(Requirement(line).name)
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate():  # this machine's
+                names.append(requirement.name)
     return names
 
 
@@ -56,4 +58,8 @@ def closure(roots: list[str]) -> dict[str, str]:
 if __name__ == "__main__":
     print(HEADER)
     for name, version in sorted(closure(top_level(REPO / "requirements-dev.txt")).items()):
-        print(f"{name}=={version}")
+        if name == "tensorflow-cpu":  # x86_64 wheels only: aarch64 takes tensorflow (same build)
+            print(f'{name}=={version}; platform_machine == "x86_64"')
+            print(f'tensorflow=={version}; platform_machine != "x86_64"')
+        else:
+            print(f"{name}=={version}")

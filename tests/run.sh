@@ -15,6 +15,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             apt-get install -y -q --no-install-recommends openmpi-bin libopenmpi-dev >/dev/null; } \
             || echo "WARNING: could not install Open MPI; its tests will be skipped"
     fi
+    # A real module system (Environment Modules): tests/test_site_env.py loads a modulefile
+    # in jobs through each profile's site set-up (MNIST_JOB_SOURCE, MNIST_JOB_MODULES).
+    if [ ! -f /etc/profile.d/modules.sh ]; then
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends environment-modules >/dev/null; } \
+            || echo "WARNING: could not install environment-modules; its tests will be skipped"
+    fi
     for scheduler in slurm gridengine; do
         timeout 600 bash "tests/schedulers/${scheduler}_up.sh" \
             || echo "WARNING: could not bring up ${scheduler}; its tests will be skipped"

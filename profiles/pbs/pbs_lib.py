@@ -26,6 +26,7 @@ from clusterjob import (  # noqa: E402
     runtime_seconds,
     settings_from_environment,
 )
+from jobsetup import exports_environment  # noqa: E402
 
 SETTINGS = [
     Setting("MNIST_PBS_MODE", "pbs_mode", r"generic|abci", "'generic' or 'abci'", "generic"),
@@ -91,6 +92,8 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     # -o a directory: PBS names the file <jobid>.OU; -V passes PATH etc. to the job,
     # which starts in $HOME and changes to the workflow directory itself.
     args = ["-N", job_name(props), "-j", "oe", "-o", logdir, "-V"]
+    if not exports_environment(res):  # MNIST_JOB_ENV=clean: the set-up alone
+        args.remove("-V")
     if mode == "abci":
         # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
         # Only whole nodes (rt_HF) span several nodes.

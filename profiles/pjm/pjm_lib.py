@@ -25,6 +25,7 @@ from clusterjob import (  # noqa: E402
     runtime_seconds,
     settings_from_environment,
 )
+from jobsetup import exports_environment  # noqa: E402
 
 # PJM reads "-L a=1,b=2" and "-x A=1,B=2" as lists: a comma or "=" in a value
 # would add resource items or environment variables to the job.
@@ -88,7 +89,7 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     # -j: stderr into the .out file; -S: write <name>.<id>.stats with the PJM
     # code, which tells why a job ended; -X: pass the submit environment
     # (PATH to python/snakemake) to the job.
-    args += ["-j", "-S", "-X"]
+    args += ["-j", "-S"] + (["-X"] if exports_environment(res) else [])  # MNIST_JOB_ENV
     args += check_extra("MNIST_PJM_EXTRA", site.get("pjm_extra", ""))
     return args
 

@@ -29,6 +29,7 @@ from clusterjob import (  # noqa: E402
     runtime_seconds,
     settings_from_environment,
 )
+from jobsetup import exports_environment  # noqa: E402
 
 COMPLEX = r"[A-Za-z][A-Za-z0-9_]*"
 COMPLEX_FORM = "one complex name of letters, digits and '_' (e.g. mem_free), nothing after it"
@@ -80,6 +81,8 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
 
     # -cwd/-j y/-S as in most site guides; -V passes PATH etc. to the job.
     args = ["-N", job_name(props), "-cwd", "-j", "y", "-S", "/bin/bash", "-V", "-o", logdir]
+    if not exports_environment(res):  # MNIST_JOB_ENV=clean: the set-up alone
+        args.remove("-V")
     seconds = runtime_seconds(res)
     if seconds is not None:
         args += ["-l", f"h_rt={format_hms(seconds)}"]

@@ -23,6 +23,8 @@ rule aggregate_sweep:
         "logs/{dataset}/aggregate_sweep.log",
     conda:
         "../envs/python.yaml"
+    envmodules:
+        *config["envmodules"].get("aggregate_sweep", []),
     resources:
         mem_mb=2000,
         runtime=10,

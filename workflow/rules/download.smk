@@ -13,6 +13,8 @@ rule download:
         "logs/{dataset}/download.log",
     conda:
         "../envs/python.yaml"
+    envmodules:
+        *config["envmodules"].get("download", []),
     params:
         # Only what defines the content makes the files stale. Mirrors, retries, backoff and
         # timeout (config download.*) are read by the script from the config instead: they

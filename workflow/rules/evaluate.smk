@@ -25,6 +25,8 @@ rule evaluate:
         STUDY_GROUP
     conda:
         "../envs/python.yaml"
+    envmodules:
+        *config["envmodules"].get("evaluate", []),
     threads: step_threads("evaluate")
     resources:
         mem_mb=config["resources"]["evaluate"]["mem_mb"],

@@ -10,6 +10,8 @@ rule preprocess:
         "benchmarks/{dataset}/preprocess.tsv"
     conda:
         "../envs/python.yaml"
+    envmodules:
+        *config["envmodules"].get("preprocess", []),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -35,6 +35,8 @@ rule report:
         "benchmarks/{dataset}/report.tsv"
     conda:
         "../envs/python.yaml"
+    envmodules:
+        *config["envmodules"].get("report", []),
     resources:
         mem_mb=2000,
         runtime=10,

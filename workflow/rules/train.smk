@@ -27,6 +27,8 @@ rule train:
         "../envs/tensorflow.yaml"
     container:
         config["container"]
+    envmodules:
+        *config["envmodules"].get("train", []),
     threads: step_threads("train")
     resources:
         **train_resources(),

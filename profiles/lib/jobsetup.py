@@ -1,0 +1,145 @@
+"""The site's set-up that every cluster job runs before its step (all four profiles).
+
+Hand-written job scripts start with lines such as `source /etc/profile.d/modules.sh`
+and `module load cuda`; these settings give the same lines to every job:
+
+  MNIST_JOB_SOURCE   a file every job sources first (module init, a conda or Spack
+                     set-up of your own), e.g. /etc/profile.d/modules.sh or ~/jobenv.sh
+  MNIST_JOB_MODULES  modules every job loads, separated by spaces: "cuda/12.4 singularity"
+  MNIST_JOB_ENV      "export" (default): the job gets the submitter's environment (qsub -V,
+                     pjsub -X); "clean": it does not, and finds its software through the
+                     set-up alone (PBS, Grid Engine, PJM; see profiles/README.md for SLURM)
+  MNIST_JOB_PYTHON   "login" (default): jobs run the login node's interpreter by its
+                     absolute path (Snakemake's default on a shared file system);
+                     "job": jobs run the `python` that the set-up puts on their PATH
+                     (compute nodes of another architecture, e.g. Fugaku's A64FX)
+
+They become Snakemake's `precommand` (run in the job's shell, joined with &&, before
+`python -m snakemake`), so SLURM (plugin), PBS, Grid Engine and PJM apply them alike.
+Nothing is passed through unchecked: a value must be a plain path or module names, so
+the line a job runs is exactly what the user wrote. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+
+from clusterjob import SiteSettingError
+
+# Characters that mean nothing to a shell: the job's line is exactly the value.
+_PATH = re.compile(r"(~/)?[A-Za-z0-9_./+@-]+")
+_MODULE = re.compile(r"[A-Za-z0-9_.+@/-][A-Za-z0-9_./+@-]*")  # a path: a modulefile
+
+# All of --shared-fs-usage but software-deployment: Snakemake then starts each job with
+# `python` from the job's PATH instead of sys.executable, and deploys conda environments
+# and container images inside the jobs (executors/remote.py, workflow.py of Snakemake 9).
+SHARED_FS_JOB_PYTHON = ["input-output", "persistence", "sources", "source-cache",
+                        "storage-local-copies"]  # fmt: skip
+
+NO_MODULE_CMD = (
+    "echo 'MNIST_JOB_MODULES: this job has no module command: set MNIST_JOB_SOURCE to your "
+    "site'\"'\"'s module set-up (e.g. /etc/profile.d/modules.sh)' >&2"
+)
+
+
+def source_line(environ=os.environ) -> str:
+    value = environ.get("MNIST_JOB_SOURCE", "").strip()
+    if not value:
+        return ""
+    if not _PATH.fullmatch(value):
+        raise SiteSettingError(
+            f"MNIST_JOB_SOURCE={value!r} is not accepted: it must be one file's path of letters, "
+            "digits, '_', '.', '/', '+', '@' and '-' (optionally starting with ~/), with no "
+            "spaces, quotes, '$', ';' or other shell syntax: a job would run something else "
+            "than you wrote. Put other commands in that file."
+        )
+    path = os.path.expanduser(value)
+    if not os.path.isabs(path):
+        raise SiteSettingError(
+            f"MNIST_JOB_SOURCE={value!r} is not accepted: give an absolute path (or ~/...); "
+            "jobs start in other directories"
+        )
+    if not os.path.isfile(path):
+        raise SiteSettingError(
+            f"MNIST_JOB_SOURCE={value!r}: no such file ({path}). Give the file your job "
+            "scripts source, e.g. /etc/profile.d/modules.sh"
+        )
+    # "." not "source": Snakemake's job scripts run in /bin/sh, which may be dash.
+    return f". {path}"
+
+
+def module_line(environ=os.environ) -> str:
+    value = environ.get("MNIST_JOB_MODULES", "").strip()
+    if not value:
+        return ""
+    names = value.split()
+    bad = [n for n in names if not _MODULE.fullmatch(n)]
+    if bad:
+        raise SiteSettingError(
+            f"MNIST_JOB_MODULES={value!r} is not accepted: {bad[0]!r} is not a module name "
+            "(letters, digits, '_', '.', '/', '+', '@', '-'; separate modules with spaces)"
+        )
+    guard = f"{{ command -v module >/dev/null 2>&1 || {{ {NO_MODULE_CMD}; exit 1; }}; }}"
+    return f"{guard} && module load {' '.join(names)}"
+
+
+def python_mode(environ=os.environ) -> str:
+    value = environ.get("MNIST_JOB_PYTHON", "").strip() or "login"
+    if value not in ("login", "job"):
+        raise SiteSettingError(
+            f"MNIST_JOB_PYTHON={value!r} is not accepted: it must be 'login' (the login node's "
+            "interpreter path, the default) or 'job' (the python on the job's PATH after the "
+            "set-up)"
+        )
+    return value
+
+
+def env_mode(environ=os.environ) -> str:
+    value = environ.get("MNIST_JOB_ENV", "").strip() or "export"
+    if value not in ("export", "clean"):
+        raise SiteSettingError(
+            f"MNIST_JOB_ENV={value!r} is not accepted: it must be 'export' (jobs get the "
+            "submitter's environment, the default) or 'clean' (they do not)"
+        )
+    return value
+
+
+def login_python_guard(executable: str = sys.executable) -> str:
+    """Stop a job that cannot see the login node's interpreter, saying why and the fix.
+
+    Without it the job's shell only says "not found" (a compute node of another
+    architecture, a path the node does not mount).
+    """
+    path = shlex.quote(executable)
+    why = shlex.quote(
+        f"the login node's Python {executable} does not exist (or cannot run) in this job: "
+        "set MNIST_JOB_PYTHON=job and put a python with snakemake on the job's PATH "
+        "with MNIST_JOB_SOURCE or MNIST_JOB_MODULES (profiles/README.md)"
+    )
+    return f"{{ [ -x {path} ] || {{ echo {why} >&2; exit 1; }}; }}"
+
+
+def job_setup(environ=os.environ, executable: str = sys.executable) -> dict:
+    """What a profile's config.yaml needs: the precommand, and the python and env modes."""
+    lines = [line for line in (source_line(environ), module_line(environ)) if line]
+    if python_mode(environ) == "login" and lines:
+        # Only with a set-up: jobs without one run as they always did.
+        lines.append(login_python_guard(executable))
+    return {
+        "precommand": " && ".join(lines),
+        "python": python_mode(environ),
+        "env": env_mode(environ),
+    }
+
+
+def exports_environment(resources: dict) -> bool:
+    """False when the job must not get the submitter's environment (resource job_env)."""
+    value = str(resources.get("job_env") or "export")
+    if value not in ("export", "clean"):
+        raise SiteSettingError(
+            f"resource job_env (from MNIST_JOB_ENV)={value!r}: 'export' or 'clean'"
+        )
+    return value == "export"
