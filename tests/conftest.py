@@ -21,6 +21,13 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Scheduler and acceptance tests are ``slow`` too: `-m "not slow"` is the fast subset."""
+    for item in items:
+        if item.get_closest_marker("scheduler") or item.get_closest_marker("acceptance"):
+            item.add_marker(pytest.mark.slow)
+
+
 def copy_workflow(dest: Path) -> Path:
     """A scratch copy of the workflow, so test runs never write into the repository."""
     dest.mkdir(parents=True, exist_ok=True)
