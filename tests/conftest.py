@@ -21,6 +21,20 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 
 
+# Files whose tests train several processes each (minutes per test on two cores).
+SLOW_FILES = {"test_distribution.py"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Scheduler, acceptance and end-to-end pipeline tests are ``slow`` too: `-m "not slow"`
+    is the fast subset (the slowest tests measured in a run of it, 08:00 UTC 2026-12-03)."""
+    for item in items:
+        if item.path.name in SLOW_FILES or any(
+            item.get_closest_marker(name) for name in ("scheduler", "acceptance", "e2e")
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 def copy_workflow(dest: Path) -> Path:
     """A scratch copy of the workflow, so test runs never write into the repository."""
     dest.mkdir(parents=True, exist_ok=True)

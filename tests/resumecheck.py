@@ -1,25 +1,41 @@
 """Shared by the resume tests: a resumed run looks exactly like an uninterrupted one.
 
-Also the set-up of tests/test_resume_{slurm,uge,pjm}.py: a train job killed at its time limit
-is retried with more time and resumes, through the profiles, as users run them. The training
-takes about twice the first attempt's limit (1 minute, the least Snakemake can ask for), so it
-is killed mid-run; the retry asks for 2 minutes (runtime x attempt), resumes from the
-checkpoint and must end with exactly the weights of an uninterrupted local run. The
-scheduler's own records (sacct, qacct, pjstat -H) must show every attempt. One file per
-scheduler, so that pytest-xdist runs them side by side.
+Two set-ups, both run through the profiles as users run them, and both ending with exactly
+the weights of an uninterrupted local run (a reference built once for all pytest-xdist
+workers) and with the scheduler's own records (sacct, qstat -x, qacct, pjstat -H) of every
+attempt. One file per scheduler, so that pytest-xdist runs them side by side.
+
+- The long one (tests/test_resume_slurm.py): a train job killed at its time limit is retried
+  with more time and resumes. The training takes several times the first attempt's limit
+  (1 minute, the least Snakemake can ask for), so it is killed mid-run; the retry asks for
+  2 minutes (runtime x attempt) and resumes from the checkpoint. 400 epochs, ~3 minutes of
+  CPU per run: the price of a kill nobody times but the scheduler.
+- The short one (tests/test_resume_{pbs,uge,pjm}.py, tests/test_resume_e2e.py): a 12-epoch
+  training saves mid-epoch every 0.6 s; once it has saved, the test SIGKILLs it (no warning,
+  as a node failure or the scheduler's SIGKILL after its grace time does); the scheduler
+  records a failure, Snakemake retries it with more time (runtime x attempt) and it resumes.
+  The kill comes only after a checkpoint exists, so the resume never depends on the
+  machine's speed. How each scheduler stops a job at its time limit (SIGTERM, then SIGKILL)
+  is tested on its own in tests/test_scheduler_*.py.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 import re
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from conftest import copy_workflow, snakemake
+from schedulers.schedtest import start_snakemake, wait_for, wait_snakemake
 
 # ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
 # limit up to 30 s late), so that even when a busy machine keeps the first attempt from saving
@@ -47,19 +63,116 @@ def pipeline(path: Path) -> Path:
     return work
 
 
-@pytest.fixture(scope="module")
-def resume_reference(tmp_path_factory, request) -> Path:
-    """The same training, uninterrupted, run locally: once for all pytest-xdist workers."""
+# The short training: 1,500 images in batches of 16, 94 batches, three fit() executions an
+# epoch; a save every 0.6 s lands mid-epoch too. 10 minutes for attempt 1 (20 for attempt 2):
+# only the test's kill stops it, however busy the machine.
+SHORT_EPOCHS = 12
+STEPS_PER_EPOCH = 94
+SHORT_CONFIG = {
+    "dataset": "mnist-sample",
+    "models": ["cnn"],
+    "hyperparameters": {"cnn": {"epochs": SHORT_EPOCHS, "batch_size": 16, "filters": [4, 8, 8]}},
+    "resources": {"train": {"threads": 1, "mem_mb": 1500, "runtime": 10}},
+    "checkpoint": {"every_minutes": 0.01},
+}
+TRAIN_LOG = f"logs/{RUN}/train.log"
+CHECKPOINTS = f".checkpoints/{RUN}"
+# One kill, so two attempts; a third in case something else fails (the records tell).
+SHORT_RETRIES = [TARGET, "--retries", "2"]
+
+
+def short_workdir(path: Path, config: dict = SHORT_CONFIG) -> Path:
+    """A scratch workflow whose config/config.yaml is the short training's."""
+    work = copy_workflow(path)
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return work
+
+
+def shared_run(tmp_path_factory, request, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` once for all pytest-xdist workers (the first one builds, under a lock)."""
     base = tmp_path_factory.getbasetemp()
     if hasattr(request.config, "workerinput"):  # an xdist worker: share with the others
         base = base.parent
-    with open(base / "resume-reference.lock", "w") as lock:
+    with open(base / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        work = base / "resume-reference" / "pipeline"
-        if not (work / TARGET).exists():
-            work = pipeline(base / "resume-reference")
-            snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=900)
-    return work
+        done = base / f"{name}.done"
+        if not done.exists():
+            work = build(base / name)
+            done.write_text(str(work))
+        return Path(done.read_text())
+
+
+@pytest.fixture(scope="module")
+def resume_reference(tmp_path_factory, request) -> Path:
+    """The long training, uninterrupted, run locally."""
+
+    def build(folder: Path) -> Path:
+        work = pipeline(folder)
+        snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=900)
+        return work
+
+    return shared_run(tmp_path_factory, request, "resume-reference", build)
+
+
+@pytest.fixture(scope="module")
+def short_reference(tmp_path_factory, request) -> Path:
+    """The short training, uninterrupted, run locally."""
+
+    def build(folder: Path) -> Path:
+        work = short_workdir(folder / "pipeline")
+        snakemake(work, TARGET, timeout=900)
+        return work
+
+    return shared_run(tmp_path_factory, request, "short-reference", build)
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def checkpointed(work: Path) -> bool:
+    """Epoch 2 is done and the newest checkpoint is a mid-epoch one: a kill now lands mid-epoch
+    (a save every 0.6 s) and must be resumed from."""
+    if "Epoch 2/" not in read(work / TRAIN_LOG):
+        return False
+    try:
+        newest = max((work / CHECKPOINTS).glob("checkpoint-*.npz"))
+        with np.load(newest) as saved:
+            header = json.loads(str(saved["header"]))
+    except (ValueError, OSError, KeyError):  # none yet, or rotated away while read
+        return False
+    return header["step"] % STEPS_PER_EPOCH != 0
+
+
+def training_pids(work: Path) -> list[int]:
+    """The processes running train.py in ``work`` (a job on this host, wherever it came from):
+    the training, and the shell that may have started it."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"train.py" in (entry / "cmdline").read_bytes() and os.readlink(
+                    entry / "cwd"
+                ) == str(work):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def kill_once_checkpointed(work: Path, *args: str, env: dict | None = None) -> str:
+    """Run snakemake ``args`` in ``work``; SIGKILL the training once it has saved; the output.
+
+    The scheduler's job fails, Snakemake retries it, and the retry resumes.
+    """
+    proc = start_snakemake(work, *args, env=env)
+    wait_for(lambda: checkpointed(work), 900, "the first attempt's checkpoint", proc)
+    for pid in wait_for(lambda: training_pids(work), 60, "the training process", proc):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return wait_snakemake(proc, timeout=1800)
 
 
 def assert_attempts(attempts: list[tuple[bool, str]]) -> None:

@@ -15,44 +15,24 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
-import yaml
 
-from conftest import copy_workflow, snakemake
-from resumecheck import assert_resumed_as_uninterrupted
+from conftest import snakemake
+from resumecheck import (
+    RUN,
+    SHORT_CONFIG,
+    SHORT_EPOCHS,
+    TARGET,
+    TRAIN_LOG,
+    assert_resumed_as_uninterrupted,
+    checkpointed,
+    read,
+    short_workdir,
+)
 
-pytestmark = pytest.mark.e2e
-
-EPOCHS = 12
-CONFIG = {
-    "dataset": "mnist-sample",
-    "models": ["cnn"],
-    # 1,500 images in batches of 16: 94 batches, three fit() executions an epoch.
-    "hyperparameters": {"cnn": {"epochs": EPOCHS, "batch_size": 16, "filters": [4, 8, 8]}},
-    "resources": {"train": {"threads": 1}},
-    "checkpoint": {"every_minutes": 0.01},  # mid-epoch saves too
-}
-RUN = "mnist-sample/cnn/default"
-TARGET = f"results/{RUN}/param.hdf5"
-TRAIN_LOG = f"logs/{RUN}/train.log"
-CHECKPOINTS = ".checkpoints/mnist-sample/cnn/default"
-
-
-def workdir(path: Path) -> Path:
-    work = copy_workflow(path)
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    return work
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    work = workdir(tmp_path_factory.mktemp("reference"))
-    snakemake(work, TARGET)
-    return work
-
-
-def read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+EPOCHS = SHORT_EPOCHS  # the short set-up of tests/resumecheck.py, and its shared reference
 
 
 def start(work: Path) -> subprocess.Popen:
@@ -68,9 +48,7 @@ def start(work: Path) -> subprocess.Popen:
 def wait_until_checkpointed(work: Path, process: subprocess.Popen) -> None:
     """Until epoch 3 is being trained and a checkpoint exists."""
     deadline = time.time() + 300
-    while "Epoch 2/" not in read(work / TRAIN_LOG) or not list(
-        (work / CHECKPOINTS).glob("checkpoint-*.npz")
-    ):
+    while not checkpointed(work):
         assert process.poll() is None and time.time() < deadline, "training did not start"
         time.sleep(0.2)
 
@@ -89,8 +67,8 @@ def training_pid(session: int) -> int:
     raise AssertionError("no training process found")
 
 
-def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, reference):
-    work = workdir(tmp_path / "work")
+def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, short_reference):
+    work = short_workdir(tmp_path / "work")
     process = start(work)
     try:
         wait_until_checkpointed(work, process)
@@ -103,11 +81,11 @@ def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, refere
     # Snakemake was killed too, so its lock on the directory remains: the one extra step.
     snakemake(work, "--unlock")
     snakemake(work, TARGET)  # no --rerun-incomplete needed: the outputs never existed
-    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
 
 
-def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_path, reference):
-    work = workdir(tmp_path / "work")
+def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_path, short_reference):
+    work = short_workdir(tmp_path / "work")
     process = start(work)
     try:
         wait_until_checkpointed(work, process)
@@ -122,12 +100,12 @@ def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_pat
     ), stopped
     assert not (work / TARGET).exists()
     snakemake(work, TARGET)  # the same command, nothing else
-    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
 
 
-def test_ctrl_c_then_the_same_command_resumes(tmp_path, reference):
+def test_ctrl_c_then_the_same_command_resumes(tmp_path, short_reference):
     """Ctrl-C in a terminal sends SIGINT to the whole foreground process group."""
-    work = workdir(tmp_path / "work")
+    work = short_workdir(tmp_path / "work")
     process = start(work)
     try:
         wait_until_checkpointed(work, process)
@@ -141,4 +119,34 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path, reference):
         r"^Stopped by SIGINT in epoch \d+, step \d+ \(checkpoint written\)", stopped, re.M
     ), stopped
     snakemake(work, TARGET)  # Snakemake exited cleanly: no --unlock, the same command
-    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
+
+
+# The JAX backend: its checkpoint holds JAX arrays and its steps are XLA-compiled, so its
+# resume is proved on its own, against its own uninterrupted run.
+JAX_CONFIG = {**SHORT_CONFIG, "compute": {"backend": "jax"}}
+
+
+@pytest.fixture(scope="module")
+def jax_reference(tmp_path_factory) -> Path:
+    work = short_workdir(tmp_path_factory.mktemp("jax-reference"), JAX_CONFIG)
+    snakemake(work, TARGET)
+    with h5py.File(work / TARGET) as weights:  # Keras records the backend that saved them
+        assert weights.attrs["backend"] == "jax"
+    return work
+
+
+def test_jax_backend_sigkill_then_the_same_command_resumes(tmp_path, jax_reference):
+    work = short_workdir(tmp_path / "work", JAX_CONFIG)
+    process = start(work)
+    try:
+        wait_until_checkpointed(work, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (work / TARGET).exists()
+    snakemake(work, "--unlock")
+    snakemake(work, TARGET)
+    assert_resumed_as_uninterrupted(work, jax_reference, RUN, EPOCHS)

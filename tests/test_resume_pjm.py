@@ -1,6 +1,7 @@
-"""The PJM simulator: a job killed at its elapse limit is retried with more time and resumes.
+"""The PJM simulator: a job killed mid-run is retried with a longer elapse limit and resumes.
 
-See tests/resumecheck.py."""
+See tests/resumecheck.py (the short set-up); the simulator's kill at the elapse limit in
+tests/test_scheduler_pjm.py."""
 
 from __future__ import annotations
 
@@ -10,26 +11,27 @@ import subprocess
 import pytest
 
 from resumecheck import (
-    EPOCHS,
-    RETRIES,
     RUN,
+    SHORT_EPOCHS,
+    SHORT_RETRIES,
     assert_attempts,
     assert_resumed_as_uninterrupted,
-    pipeline,
+    kill_once_checkpointed,
+    short_workdir,
 )
-from schedulers.schedtest import PJM_SIM_DIR, run_snakemake
+from schedulers.schedtest import PJM_SIM_DIR
 
 pytestmark = pytest.mark.scheduler
 
 
-def test_pjm_elapse_retry_resumes(tmp_path, resume_reference):
+def test_pjm_killed_job_is_retried_and_resumes(tmp_path, short_reference):
     env = {
         "PATH": f"{PJM_SIM_DIR}{os.pathsep}{os.environ['PATH']}",
         "PJM_SIM_DIR": str(tmp_path / "pjm-state"),
         "PJM_SIM_KILL_GRACE": "10",
     }
-    work = pipeline(tmp_path)
-    run_snakemake(
+    work = short_workdir(tmp_path / "pipeline")  # snakemake's output goes to tmp_path
+    kill_once_checkpointed(
         work,
         "--profile",
         "profiles/pjm",
@@ -37,12 +39,11 @@ def test_pjm_elapse_retry_resumes(tmp_path, resume_reference):
         "1",
         "--latency-wait",
         "10",
-        *RETRIES,
+        *SHORT_RETRIES,
         env=env,
-        timeout=1800,
     )
     listing = subprocess.run(
-        ["pjstat", "-H", "-v", "--choose", "jid,jnam,st,ec,pc"],
+        ["pjstat", "-H", "-v", "--choose", "jid,jnam,st,ec,pc,elpl"],
         capture_output=True,
         text=True,
         check=True,
@@ -52,5 +53,9 @@ def test_pjm_elapse_retry_resumes(tmp_path, resume_reference):
     jobs = [dict(zip(header, line.split(), strict=True)) for line in listing[1:]]
     trains = [j for j in jobs if j["JOB_NAME"].startswith("train")]
     assert_attempts([(j["EC"] == "0" and j["PC"] == "0", str(j)) for j in trains])
-    assert all(j["PC"] == "11" for j in trains[:-1]), trains  # 11: elapse limit exceeded
-    assert_resumed_as_uninterrupted(work, resume_reference, RUN, EPOCHS)
+    # runtime x attempt: elapse limit of 10, 20 (, 30) minutes
+    limits = [j["ELAPSE_LIM"] for j in trains]  # HHHH:MM:SS
+    assert [int(h) * 60 + int(m) for h, m, _ in (t.split(":") for t in limits)] == [
+        10 * n for n in range(1, len(trains) + 1)
+    ], limits
+    assert_resumed_as_uninterrupted(work, short_reference, RUN, SHORT_EPOCHS)
