@@ -80,6 +80,10 @@ onstart:
         settings.check_cli_config_for_cluster_jobs(
             workflow.config_settings.config_args
         )
+        # Resource values go into submit commands, SLURM's unquoted (mnistflow.resource_safety).
+        from mnistflow import resource_safety
+
+        resource_safety.check_run(workflow)
 
 
 DATASET = datasets.get_dataset(config["dataset"])

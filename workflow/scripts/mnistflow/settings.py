@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,15 +26,65 @@ def _allowed(schema: dict) -> str:
     return ""
 
 
+def _is_integer(checker, value) -> bool:
+    # JSON Schema counts 2.0 as an integer; Python code (range(), NumPy seeds) does not.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    # JSON Schema's bounds let NaN through (every comparison with it is false), and inf too.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Draft 2020-12 with integers that are ints and numbers that are finite.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
+)
+TYPE_HINTS = {
+    "integer": "a whole number written without a decimal point, e.g. 2 rather than 2.0",
+    "number": "a finite number: not .nan or .inf",
+}
+
+
+def _type_hint(schema: dict) -> str:
+    wanted = schema.get("type", [])
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    return "; ".join(TYPE_HINTS[t] for t in wanted if t in TYPE_HINTS)
+
+
+def non_finite_numbers(value, key: str = "") -> list[tuple[str, float]]:
+    """(dotted key, value) of every NaN or infinite number, wherever it is (a study's grid too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(key or "(top level)", value)]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [bad for k, v in items for bad in non_finite_numbers(v, f"{key}.{k}" if key else str(k))]
+
+
 def config_errors(config: dict, schema: dict) -> list[str]:
     """One line per problem: the dotted key, what is wrong, and what is allowed."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         key = ".".join(map(str, error.absolute_path)) or "(top level)"
         explain = error.validator in ("enum", "additionalProperties")
         allowed = _allowed(error.schema) if explain else ""
+        if error.validator == "type":
+            allowed = _type_hint(error.schema)
         lines.append(f"  {key}: {error.message}" + (f" ({allowed})" if allowed else ""))
+    reported = {line.split(":")[0].strip() for line in lines}
+    lines += [
+        f"  {key}: {value} is not a finite number ({TYPE_HINTS['number']})"
+        for key, value in non_finite_numbers(config)
+        if key not in reported
+    ]
     return lines
 
 

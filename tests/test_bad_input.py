@@ -1,0 +1,108 @@
+"""Bad input never becomes a result (issue 20): refused before any job, with the key named.
+
+Unit tests for the checks, and the real snakemake CLI where the item is what a user types.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from mnistflow import resource_safety, settings
+
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DATA = "results/mnist-sample/data.h5"
+
+
+def check(config):
+    from snakemake.utils import validate
+
+    settings.validate_config(config, SCHEMA_PATH, validate)
+    return config
+
+
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hyperparameters": {"softmax": {"learning_rate": NAN}}},
+         "hyperparameters.softmax.learning_rate: nan is not of type 'number' (a finite number"),
+        ({"hyperparameters": {"mlp": {"dropout": NAN}}}, "hyperparameters.mlp.dropout: nan"),
+        ({"hyperparameters": {"cnn": {"ema_momentum": NAN}}},
+         "hyperparameters.cnn.ema_momentum: nan"),
+        ({"download": {"timeout_seconds": NAN}}, "download.timeout_seconds: nan"),
+        ({"download": {"backoff_seconds": INF}}, "download.backoff_seconds: inf"),
+        ({"checkpoint": {"every_minutes": NAN}}, "checkpoint.every_minutes: nan"),
+        ({"hyperparameters": {"softmax": {"epochs": 2.0}}},
+         "hyperparameters.softmax.epochs: 2.0 is not of type 'integer' (a whole number"),
+        ({"seed": 2**32}, "seed: 4294967296 is greater than the maximum of 4294967295"),
+        ({"split": {"seed": 2**40}}, "split.seed: 1099511627776 is greater than the maximum"),
+        ({"models": []}, "models: [] should be non-empty"),
+        ({"sweep": {"families": {"softmax": {"grid": {"learning_rate": [0.1, NAN]}}}}},
+         "sweep.families.softmax.grid.learning_rate.1: nan is not a finite number"),
+    ],
+)  # fmt: skip
+def test_every_number_is_finite_and_of_its_type(change, message):
+    with pytest.raises(settings.ConfigError) as error:
+        check({**default_config(), **change})
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("arg", "key"),
+    [
+        ("hyperparameters={softmax: {learning_rate: .nan}}",
+         "hyperparameters.softmax.learning_rate"),
+        ("hyperparameters={softmax: {epochs: 2.0}}", "hyperparameters.softmax.epochs"),
+        ("seed=4294967296", "seed"),
+    ],
+)  # fmt: skip
+def test_a_bad_number_on_the_command_line_stops_before_any_job(workflow_dir, arg, key):
+    result = snakemake(
+        workflow_dir, "--config", "dataset=mnist-sample", "models=[softmax]", arg, check=False
+    )
+    assert result.returncode != 0
+    assert f"invalid configuration (config/config.yaml or --config):\n  {key}: " in result.stderr
+    assert not (workflow_dir / "results").exists() and not (workflow_dir / "resources").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "refused"),
+    [
+        ("mem_mb_per_cpu", "100; touch /tmp/PWN #", "whole number of MB per CPU"),
+        ("mem_mb", "4000 --wrap=id", "whole number of MB"),
+        ("gpu", "1 $(id)", "whole number"),
+        ("tasks", True, "whole number"),
+        ("runtime", 10**9, "from 0 to 525600"),
+        ("nodes", 0, "of at least 1"),
+        ("slurm_extra", "--mail-type=END; touch x #", "options separated by single spaces"),
+        ("slurm_extra", "--comment='a b'", "options separated by single spaces"),
+        ("slurm_partition", "gpu --wrap=id", "a name or path"),
+        ("slurm_account", "-Afoo", "a name or path"),
+        ("pjm_rscgrp", "a`id`", "a name or path"),
+        ("mem", "4GB; id", "a size"),
+    ],
+)
+def test_resource_values_a_submit_command_could_misread_are_refused(name, value, refused):
+    assert refused in resource_safety.problem(name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("mem_mb", 4000), ("runtime", 60), ("gpu", 0), ("cpus_per_task", -1),
+        ("mem", "2 GB"), ("disk", "50GB"), ("tmpdir", "/tmp"), ("gpu_model", ""),
+        ("gpu_model", "a100"), ("slurm_partition", "gpu,gpu2"), ("slurm_account", "proj-1"),
+        ("slurm_extra", "--qos=long --mail-type=END"), ("pjm_gfscache", "/vol0004:/vol0005"),
+        ("mpi", "srun"), ("custom_count", 10**12),
+    ],
+)  # fmt: skip
+def test_ordinary_resource_values_pass(name, value):
+    assert resource_safety.problem(name, value) is None
