@@ -106,3 +106,37 @@ def test_resource_values_a_submit_command_could_misread_are_refused(name, value,
 )  # fmt: skip
 def test_ordinary_resource_values_pass(name, value):
     assert resource_safety.problem(name, value) is None
+
+
+def test_a_training_whose_loss_becomes_nan_stops_and_saves_nothing(workflow_dir):
+    # Adam's steps are about the learning rate: weights of 1e38 overflow the logits to inf.
+    hp = "hyperparameters={softmax: {epochs: 2, optimizer: adam, learning_rate: 1.0e+38}}"
+    run = workflow_dir / "results" / "mnist-sample" / "softmax" / "default"
+    result = snakemake(
+        workflow_dir,
+        str(run.relative_to(workflow_dir) / "param.hdf5"),
+        "--config",
+        "dataset=mnist-sample",
+        "models=[softmax]",
+        hp,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "training softmax/default diverged: the loss became nan in epoch 1" in result.stderr
+    assert "hyperparameters.softmax.learning_rate, now 1e+38" in result.stderr
+    assert not run.exists() or not list(run.iterdir()), "no output of a diverged training"
+    assert not list(workflow_dir.glob(".checkpoints/**/*.npz")), "no checkpoint of NaN weights"
+
+
+def test_weights_that_are_not_finite_are_never_saved():
+    import keras
+
+    from mnistflow import models, numerics
+
+    hp = {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "learning_rate": 0.1, "seed": 0}
+    model = models.build_model("softmax", hp)
+    numerics.check_weights(model, "softmax", "default", hp)  # finite: passes
+    kernel = model.trainable_weights[0]
+    kernel.assign(keras.ops.full(kernel.shape, float("inf")))
+    with pytest.raises(numerics.NonFiniteTraining, match="softmax/default ended with weights"):
+        numerics.check_weights(model, "softmax", "default", hp)
