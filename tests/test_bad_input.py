@@ -140,3 +140,43 @@ def test_weights_that_are_not_finite_are_never_saved():
     kernel.assign(keras.ops.full(kernel.shape, float("inf")))
     with pytest.raises(numerics.NonFiniteTraining, match="softmax/default ended with weights"):
         numerics.check_weights(model, "softmax", "default", hp)
+
+
+@pytest.mark.parametrize(
+    ("directory", "overlaps"),
+    [("results", "results/"), ("results/ckpt", "results/"), (".", "results/"),
+     ("logs/../logs/x", "logs/"), ("resources", "resources/"), ("benchmarks", "benchmarks/")],
+)  # fmt: skip
+def test_the_checkpoint_folder_cannot_overlap_the_outputs(tmp_path, directory, overlaps):
+    config = {"checkpoint": {"directory": directory}}
+    (line,) = settings.checkpoint_errors(config, tmp_path)
+    assert f"checkpoint.directory: {directory!r} overlaps {overlaps}" in line
+    assert settings.checkpoint_errors({"checkpoint": {"directory": ".checkpoints"}}, tmp_path) == []
+    assert settings.checkpoint_errors({"checkpoint": {"directory": "/scratch/x"}}, tmp_path) == []
+
+
+def test_a_checkpoint_folder_in_results_stops_before_any_job(workflow_dir):
+    result = snakemake(
+        workflow_dir, "--config", "dataset=mnist-sample", "models=[softmax]",
+        "hyperparameters={softmax: {epochs: 1}}", "checkpoint={directory: results}", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "checkpoint.directory: 'results' overlaps results/" in result.stderr
+    assert not (workflow_dir / "results").exists()
+
+
+def test_clearing_checkpoints_removes_only_the_files_they_wrote(tmp_path):
+    import numpy as np
+
+    from mnistflow import checkpoint
+
+    run = tmp_path / "shared" / "mnist" / "softmax" / "default"
+    store = checkpoint.Store(run, {"data": "x"}, print, root=tmp_path / "shared")
+    store.save(checkpoint.State(epoch=1, batch=0, step=12, variables={"model": [np.ones(3)]}))
+    (run / ".checkpoint-000002.abc.tmp.npz").write_bytes(b"torn")  # a killed save's leftover
+    (run / "param.hdf5").write_bytes(b"not ours")
+    store.clear()
+    assert sorted(p.name for p in run.iterdir()) == ["param.hdf5"]
+    (run / "param.hdf5").unlink()
+    store.clear()  # now empty: the folder and its empty parents up to the root go
+    assert list(tmp_path.iterdir()) == []

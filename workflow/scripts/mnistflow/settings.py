@@ -201,6 +201,28 @@ def distribution_errors(config: dict) -> list[str]:
     return lines
 
 
+# The workflow's outputs (results, logs, benchmarks, data) and Snakemake's records, relative
+# to the working directory: the checkpoint folder's clean-up must never reach into them.
+OUTPUT_DIRS = ("results", "logs", "benchmarks", "resources", ".snakemake")
+
+
+def checkpoint_errors(config: dict, workdir: str | Path | None = None) -> list[str]:
+    """checkpoint.directory may neither be nor hold nor lie in an output folder."""
+    directory = (config.get("checkpoint") or {}).get("directory", ".checkpoints")
+    workdir = Path(workdir or Path.cwd()).resolve()
+    chosen = (workdir / directory).resolve()
+    for name in OUTPUT_DIRS:
+        protected = workdir / name
+        if chosen == protected or protected in chosen.parents or chosen in protected.parents:
+            return [
+                f"  checkpoint.directory: {directory!r} overlaps {name}/ (in {workdir}), "
+                "where the workflow's outputs are: clearing a finished run's checkpoints must "
+                "not touch them. Use a folder of its own, e.g. .checkpoints (the default) or "
+                "/scratch/$USER/mnist-checkpoints"
+            ]
+    return []
+
+
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
     """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
     # libyaml's loader where PyYAML has it: this runs at every Snakemake start, even a no-op.
@@ -211,7 +233,7 @@ def validate_config(config: dict, schema_path: str | Path, validate: Callable) -
     errors = (
         config_errors(config, schema)
         or sweeps.config_errors(config, schema)
-        or distribution_errors(config)
+        or distribution_errors(config) + checkpoint_errors(config)
     )
     if errors:
         raise ConfigError(
