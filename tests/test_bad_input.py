@@ -180,3 +180,70 @@ def test_clearing_checkpoints_removes_only_the_files_they_wrote(tmp_path):
     (run / "param.hdf5").unlink()
     store.clear()  # now empty: the folder and its empty parents up to the root go
     assert list(tmp_path.iterdir()) == []
+
+
+def _damage(data, how: str) -> None:
+    """Train images overwritten in place with random bytes (same size), or the file cut short."""
+    import h5py
+    import numpy as np
+
+    if how == "truncated":
+        with open(data, "r+b") as handle:
+            handle.truncate(data.stat().st_size // 3)
+        return
+    with h5py.File(data, "r") as h5:
+        offset, size = h5["train/images"].id.get_offset(), h5["train/images"].id.get_storage_size()
+    with open(data, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(np.random.default_rng(0).bytes(size))
+
+
+@pytest.mark.parametrize("how", ["overwritten", "truncated"])
+def test_a_damaged_data_file_stops_training_naming_it_and_the_fix(workflow_dir, how):
+    from mnistflow import preprocess
+
+    config = ("--config", "dataset=mnist-sample", "models=[softmax]",
+              "hyperparameters={softmax: {epochs: 1}}")  # fmt: skip
+    snakemake(workflow_dir, DATA, *config)
+    data = workflow_dir / DATA
+    _damage(data, how)
+    param = "results/mnist-sample/softmax/default/param.hdf5"
+    result = snakemake(workflow_dir, param, *config, check=False)
+    assert result.returncode != 0 and not (workflow_dir / param).exists()
+    problem = "do not match the checksum" if how == "overwritten" else "cannot be read"
+    assert f"ERROR: {DATA}" in result.stderr and problem in result.stderr
+    recover = "snakemake -j4 --forcerun preprocess --config dataset=mnist-sample"
+    assert recover in result.stderr
+    # The named command rebuilds it (only up to data.h5, to keep the test short).
+    snakemake(workflow_dir, DATA, *recover.split()[2:])
+    assert len(preprocess.load_split(data, "train")[1]) == 1500
+
+
+def test_each_split_is_checked_when_read(workflow_dir):
+    import h5py
+
+    from mnistflow import preprocess
+
+    snakemake(workflow_dir, DATA, "--config", "dataset=mnist-sample")
+    data = workflow_dir / DATA
+    with h5py.File(data, "r+") as h5:
+        h5["test/labels"][0] = 9 - h5["test/labels"][0]  # a hand edit of one label
+    with pytest.raises(preprocess.DataFileError) as error:
+        preprocess.load_split(data, "test")  # as the evaluate step reads it
+    assert f"{data}: test/labels: its data do not match the checksum" in str(error.value)
+    assert "--forcerun preprocess --config dataset=mnist-sample" in str(error.value)
+    with h5py.File(data, "r+") as h5:
+        del h5["val/images"].attrs["sha256"]  # written before the checksums existed
+    with pytest.raises(preprocess.DataFileError, match="val/images carries no checksum"):
+        preprocess.load_split(data, "val")
+    assert len(preprocess.load_split(data, "train")[1]) == 1500  # the others still verify
+
+
+def test_a_predictions_file_that_is_not_ours_names_the_file_and_the_fix(tmp_path):
+    from mnistflow import predictions
+
+    garbage = tmp_path / "predictions.npz"
+    garbage.write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, }")
+    with pytest.raises(predictions.PredictionsError) as error:
+        predictions.load(garbage, 500, 10)
+    assert str(garbage) in str(error.value) and "Delete it and rerun" in str(error.value)
