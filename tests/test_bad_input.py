@@ -247,3 +247,25 @@ def test_a_predictions_file_that_is_not_ours_names_the_file_and_the_fix(tmp_path
     with pytest.raises(predictions.PredictionsError) as error:
         predictions.load(garbage, 500, 10)
     assert str(garbage) in str(error.value) and "Delete it and rerun" in str(error.value)
+
+
+def test_a_key_given_twice_in_a_config_file_is_named_with_its_lines(workflow_dir):
+    (workflow_dir / "my.yaml").write_text(
+        "dataset: mnist-sample\nseed: 1\nmodels: [mlp]\nseed: 2\n"
+    )
+    result = snakemake(workflow_dir, "-n", "--configfile", "my.yaml", check=False)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr  # a dry run reports on stdout
+    assert "my.yaml, line 4: the key 'seed' is given twice (first on line 2)" in out
+
+
+def test_a_target_for_a_run_that_is_not_configured_names_the_runs_there_are(workflow_dir):
+    target = "results/mnist-sample/softmax/foo/metrics.json"
+    result = snakemake(
+        workflow_dir, "-n", target, "--config", "dataset=mnist-sample", "models=[softmax]",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    out = result.stdout + result.stderr  # a dry run reports on stdout
+    assert "no run softmax/foo in the configuration (its runs: softmax/default)" in out
+    assert "KeyError" not in out

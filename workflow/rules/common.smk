@@ -67,6 +67,7 @@ if not LOCAL_WORKFLOW:
 
 from mnistflow import settings  # noqa: E402
 
+settings.check_config_files(workflow.configfiles)  # a key given twice
 settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
@@ -106,7 +107,7 @@ def raw_files(dataset):
 
 
 def hyperparameters(wildcards):
-    return RUNS[wildcards.family][wildcards.run]
+    return settings.run_hyperparameters(RUNS, wildcards.family, wildcards.run)
 
 
 def package_sources(*modules):

@@ -263,6 +263,47 @@ def canonical_config(value):
     return value
 
 
+class _DuplicateKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # unhashable: the schema refuses such keys anyway
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}, line {line}: the key {key!r} is given twice "
+                    f"(first on line {seen[key]}); YAML would silently keep only the last. "
+                    "Remove one of them."
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(paths) -> None:
+    """Every configuration file read (config/config.yaml, --configfile): no key twice."""
+    for path in paths:
+        with open(path) as handle:
+            yaml.load(handle, Loader=_DuplicateKeyLoader)
+
+
+def run_hyperparameters(runs: dict, family: str, run: str) -> dict:
+    """A configured run's hyperparameters; a clear error for a run the config does not have
+    (asked for by a target such as results/mnist/softmax/foo/metrics.json)."""
+    try:
+        return runs[family][run]
+    except KeyError:
+        known = ", ".join(f"{f}/{r}" for f, names in runs.items() for r in names) or "none"
+        raise ConfigError(
+            f"no run {family}/{run} in the configuration (its runs: {known}). Ask for one of "
+            f"those, or configure it: models: [...] for a family's {DEFAULT_RUN!r} run, sweep: "
+            "for a parameter study's runs (docs/sweeps.md)."
+        ) from None
+
+
 def runs(config: dict) -> dict[str, dict[str, dict]]:
     """Every run to train, as {family: {run name: hyperparameters}}.
 
