@@ -6,7 +6,7 @@ scripts pass them as argument lists, but the SLURM plugin (2.8.0) pastes several
 unquoted into the sbatch command that it runs with ``shell=True``: mem_mb, mem_mb_per_cpu,
 tasks, tasks_per_node, tasks_per_gpu, gpu and slurm_extra (submit_string.py, utils.py), so
 ``mem_mb_per_cpu="100; touch /tmp/x #"`` runs ``touch`` on the login node. No upstream issue
-reports this (docs/deployment.md has the report's text; the nearest are
+reports this (docs/bad-input.md has the report's text; the nearest are
 snakemake-executor-plugin-slurm issues 29, 120 and 218 on quoting, and PR 358 quoting the
 account, "see issue #354"). So every job's values are checked here before the first
 submission, whatever the profile, and again right before each submission (values Snakemake
@@ -147,7 +147,7 @@ def _raise(lines: list[str], when: str) -> None:
             + "\nFix them where they are set: --set-resources RULE:NAME=VALUE, "
             "--default-resources, the profile's config.yaml, or config/config.yaml (resources:)."
             " The SLURM plugin puts some values into a shell command unquoted "
-            "(docs/deployment.md, 'Resource values')."
+            "(docs/bad-input.md)."
         )
 
 
