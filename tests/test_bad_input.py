@@ -88,6 +88,8 @@ def test_a_bad_number_on_the_command_line_stops_before_any_job(workflow_dir, arg
         ("slurm_account", "-Afoo", "a name or path"),
         ("pjm_rscgrp", "a`id`", "a name or path"),
         ("mem", "4GB; id", "a size"),
+        ("pbs_extra", "-l 'software=abc", "every quote closed"),
+        ("pjm_extra", "-x A=1\n-x B=2", "one line"),
     ],
 )
 def test_resource_values_a_submit_command_could_misread_are_refused(name, value, refused):
@@ -101,7 +103,8 @@ def test_resource_values_a_submit_command_could_misread_are_refused(name, value,
         ("mem", "2 GB"), ("disk", "50GB"), ("tmpdir", "/tmp"), ("gpu_model", ""),
         ("gpu_model", "a100"), ("slurm_partition", "gpu,gpu2"), ("slurm_account", "proj-1"),
         ("slurm_extra", "--qos=long --mail-type=END"), ("pjm_gfscache", "/vol0004:/vol0005"),
-        ("mpi", "srun"), ("custom_count", 10**12),
+        ("mpi", "srun"), ("custom_count", 10**12), ("uge_queue", "gpu.q@node*"),
+        ("pbs_extra", "-l 'software=abc def'"),
     ],
 )  # fmt: skip
 def test_ordinary_resource_values_pass(name, value):

@@ -11,7 +11,7 @@ snakemake-executor-plugin-slurm issues 29, 120 and 218 on quoting, and PR 358 qu
 account, "see issue #354"). So every job's values are checked here before the first
 submission, whatever the profile, and again right before each submission (values Snakemake
 evaluates only then, retries): counts and sizes must be whole numbers, other values names or
-paths, ``*_extra`` options of such characters only. The PJM/PBS/Grid Engine scripts then
+paths, slurm_extra options of such characters only. The PJM/PBS/Grid Engine scripts then
 check their site settings' exact forms again.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 
 # Read by schedulers as counts, sizes or minutes: a whole number, in these bounds.
 # cpus_per_task/cpus_per_gpu below 0 mean "no CPU request" to the SLURM plugin.
@@ -48,9 +49,10 @@ SIZES = {"mem", "disk"}
 SIZE = r"\d+(\.\d+)?\s?[KMGTPE]?i?B"
 # A name, list of names or path: no whitespace, quotes or shell syntax, and no leading "-",
 # so that it cannot become an option either.
-WORD = r"[A-Za-z0-9_./@%+,:=~][A-Za-z0-9_./@%+,:=~-]*"
+# ("*": Grid Engine's queue@host patterns; such strings are quoted or passed as arguments.)
+WORD = r"[A-Za-z0-9_./@%+,:=~*][A-Za-z0-9_./@%+,:=~*-]*"
 WORD_FORM = (
-    "a name or path of letters, digits and _ . / @ % + , : = ~ - (not first), without "
+    "a name or path of letters, digits and _ . / @ % + , : = ~ * - (not first), without "
     "spaces, quotes or shell syntax such as ; $ ` | & < > ( )"
 )
 OPTION = r"[A-Za-z0-9_./@%+,:=~-]+"
@@ -91,11 +93,19 @@ def problem(name: str, value) -> str | None:
     text = str(value)
     if name in SIZES:
         return None if re.fullmatch(SIZE, text) else "must be a size such as 4GB or '4 GB'"
-    if name.endswith("_extra"):
+    if name == "slurm_extra":  # pasted into the shell command as it is
         words = text.split(" ")
         if text == "" or all(re.fullmatch(OPTION, w) for w in words):
             return None
         return f"must be {EXTRA_FORM}"
+    if name.endswith("_extra"):
+        # The PJM/PBS/Grid Engine scripts split these like a shell would, and run no shell
+        # (clusterjob.check_extra): quotes are fine, a line break is not.
+        try:
+            shlex.split(text)
+        except ValueError:
+            return "must be options split like a shell would, with every quote closed"
+        return "must be on one line" if re.search(r"[\x00-\x1f\x7f]", text) else None
     if text == "" or re.fullmatch(WORD, text):
         return None
     return f"must be {WORD_FORM}"
