@@ -67,6 +67,7 @@ if not LOCAL_WORKFLOW:
 
 from mnistflow import settings  # noqa: E402
 
+settings.check_config_files(workflow.configfiles)  # a key given twice
 settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
@@ -82,6 +83,10 @@ onstart:
         settings.check_cli_config_for_cluster_jobs(
             workflow.config_settings.config_args
         )
+        # Resource values go into submit commands, SLURM's unquoted (mnistflow.resource_safety).
+        from mnistflow import resource_safety
+
+        resource_safety.check_run(workflow)
     # --sdm apptainer: no image (or runtime) stops the run before any job runs or is submitted;
     # Snakemake would find a missing image only when the first train job runs.
     if containers.wanted(workflow.deployment_settings):
@@ -108,7 +113,7 @@ def raw_files(dataset):
 
 
 def hyperparameters(wildcards):
-    return RUNS[wildcards.family][wildcards.run]
+    return settings.run_hyperparameters(RUNS, wildcards.family, wildcards.run)
 
 
 def package_sources(*modules):

@@ -4,6 +4,7 @@ rule train:
         code=package_sources(
             "models",
             "training",
+            "numerics",
             "runtime",
             "checkpoint",
             "stopping",

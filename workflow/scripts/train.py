@@ -72,10 +72,12 @@ runtime.configure(
     cpu_devices=spread["devices"],
 )
 
-from mnistflow import distribution, stopping, training  # noqa: E402  (imports Keras: after configure)
+from mnistflow import distribution, numerics, preprocess, stopping, training  # noqa: E402  (imports Keras: after configure)
 
 try:
     training.train(**arguments, spread=distribution.setup(spread["mode"], None, spread["devices"]))
 except stopping.Stopped as stop:
     print(f"{stop}; rerun (or let the scheduler retry) to resume.", flush=True)
     sys.exit(stop.exit_code)
+except (numerics.NonFiniteTraining, preprocess.DataFileError) as error:
+    sys.exit(f"ERROR: {error}")  # the message is the whole story: no traceback

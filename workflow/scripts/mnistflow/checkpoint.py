@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,9 +188,15 @@ class Store:
         return None
 
     def clear(self) -> None:
-        """Remove this run's checkpoints (after it succeeded), and empty parents up to root."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-        parent = self.directory.parent
+        """Remove this run's checkpoints (after it succeeded), and empty parents up to root.
+
+        Only the files this class writes (and their temporary names), never a folder's other
+        files: checkpoint.directory is the user's choice (settings.checkpoint_errors).
+        """
+        own = [*self.files(), *self.directory.glob(f".{PREFIX}*.tmp.npz")]
+        for path in own:
+            path.unlink(missing_ok=True)
+        parent = self.directory
         while self.root in parent.parents or parent == self.root:
             try:
                 parent.rmdir()  # only when empty

@@ -8,6 +8,7 @@ them and what the training used.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,16 @@ def save(path: str | Path, probabilities: np.ndarray, *, backend: str, training:
 
 def load(path: str | Path, images: int, classes: int) -> tuple[np.ndarray, dict]:
     """The probabilities and what ``save`` recorded about them."""
-    with np.load(path) as saved:
-        probabilities, about = saved["probabilities"], json.loads(str(saved["about"]))
+    try:
+        with np.load(path) as saved:
+            probabilities, about = saved["probabilities"], json.loads(str(saved["about"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # NumPy's own words ("contains pickled data", "Failed to interpret") name no file.
+        raise PredictionsError(
+            f"{path} cannot be read as the train step's predictions ({type(error).__name__}: "
+            f"{error}): it is damaged or was not written by the workflow. Delete it and rerun "
+            "the workflow, which retrains this run."
+        ) from None
     if probabilities.shape != (images, classes):
         raise PredictionsError(
             f"{path} holds predictions of shape {probabilities.shape}, but the test set has "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,15 +26,65 @@ def _allowed(schema: dict) -> str:
     return ""
 
 
+def _is_integer(checker, value) -> bool:
+    # JSON Schema counts 2.0 as an integer; Python code (range(), NumPy seeds) does not.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    # JSON Schema's bounds let NaN through (every comparison with it is false), and inf too.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Draft 2020-12 with integers that are ints and numbers that are finite.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
+)
+TYPE_HINTS = {
+    "integer": "a whole number written without a decimal point, e.g. 2 rather than 2.0",
+    "number": "a finite number: not .nan or .inf",
+}
+
+
+def _type_hint(schema: dict) -> str:
+    wanted = schema.get("type", [])
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    return "; ".join(TYPE_HINTS[t] for t in wanted if t in TYPE_HINTS)
+
+
+def non_finite_numbers(value, key: str = "") -> list[tuple[str, float]]:
+    """(dotted key, value) of every NaN or infinite number, wherever it is (a study's grid too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(key or "(top level)", value)]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [bad for k, v in items for bad in non_finite_numbers(v, f"{key}.{k}" if key else str(k))]
+
+
 def config_errors(config: dict, schema: dict) -> list[str]:
     """One line per problem: the dotted key, what is wrong, and what is allowed."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
         key = ".".join(map(str, error.absolute_path)) or "(top level)"
         explain = error.validator in ("enum", "additionalProperties")
         allowed = _allowed(error.schema) if explain else ""
+        if error.validator == "type":
+            allowed = _type_hint(error.schema)
         lines.append(f"  {key}: {error.message}" + (f" ({allowed})" if allowed else ""))
+    reported = {line.split(":")[0].strip() for line in lines}
+    lines += [
+        f"  {key}: {value} is not a finite number ({TYPE_HINTS['number']})"
+        for key, value in non_finite_numbers(config)
+        if key not in reported
+    ]
     return lines
 
 
@@ -150,6 +201,28 @@ def distribution_errors(config: dict) -> list[str]:
     return lines
 
 
+# The workflow's outputs (results, logs, benchmarks, data) and Snakemake's records, relative
+# to the working directory: the checkpoint folder's clean-up must never reach into them.
+OUTPUT_DIRS = ("results", "logs", "benchmarks", "resources", ".snakemake")
+
+
+def checkpoint_errors(config: dict, workdir: str | Path | None = None) -> list[str]:
+    """checkpoint.directory may neither be nor hold nor lie in an output folder."""
+    directory = (config.get("checkpoint") or {}).get("directory", ".checkpoints")
+    workdir = Path(workdir or Path.cwd()).resolve()
+    chosen = (workdir / directory).resolve()
+    for name in OUTPUT_DIRS:
+        protected = workdir / name
+        if chosen == protected or protected in chosen.parents or chosen in protected.parents:
+            return [
+                f"  checkpoint.directory: {directory!r} overlaps {name}/ (in {workdir}), "
+                "where the workflow's outputs are: clearing a finished run's checkpoints must "
+                "not touch them. Use a folder of its own, e.g. .checkpoints (the default) or "
+                "/scratch/$USER/mnist-checkpoints"
+            ]
+    return []
+
+
 def validate_config(config: dict, schema_path: str | Path, validate: Callable) -> None:
     """Check ``config`` against the schema, then let Snakemake's ``validate`` fill defaults."""
     # libyaml's loader where PyYAML has it: this runs at every Snakemake start, even a no-op.
@@ -160,7 +233,7 @@ def validate_config(config: dict, schema_path: str | Path, validate: Callable) -
     errors = (
         config_errors(config, schema)
         or sweeps.config_errors(config, schema)
-        or distribution_errors(config)
+        or distribution_errors(config) + checkpoint_errors(config)
     )
     if errors:
         raise ConfigError(
@@ -188,6 +261,47 @@ def canonical_config(value):
     if isinstance(value, list):
         return [canonical_config(item) for item in value]
     return value
+
+
+class _DuplicateKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # unhashable: the schema refuses such keys anyway
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}, line {line}: the key {key!r} is given twice "
+                    f"(first on line {seen[key]}); YAML would silently keep only the last. "
+                    "Remove one of them."
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(paths) -> None:
+    """Every configuration file read (config/config.yaml, --configfile): no key twice."""
+    for path in paths:
+        with open(path) as handle:
+            yaml.load(handle, Loader=_DuplicateKeyLoader)
+
+
+def run_hyperparameters(runs: dict, family: str, run: str) -> dict:
+    """A configured run's hyperparameters; a clear error for a run the config does not have
+    (asked for by a target such as results/mnist/softmax/foo/metrics.json)."""
+    try:
+        return runs[family][run]
+    except KeyError:
+        known = ", ".join(f"{f}/{r}" for f, names in runs.items() for r in names) or "none"
+        raise ConfigError(
+            f"no run {family}/{run} in the configuration (its runs: {known}). Ask for one of "
+            f"those, or configure it: models: [...] for a family's {DEFAULT_RUN!r} run, sweep: "
+            "for a parameter study's runs (docs/sweeps.md)."
+        ) from None
 
 
 def runs(config: dict) -> dict[str, dict[str, dict]]:

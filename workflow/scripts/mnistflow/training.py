@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnistflow import checkpoint, distribution, models, predictions, preprocess, stopping
+from mnistflow import checkpoint, distribution, models, numerics, predictions, preprocess, stopping
 from mnistflow.atomic import atomic_path, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -334,7 +334,9 @@ def train(
             few = spread.devices
             model.evaluate(validation[0][:few], validation[1][:few], batch_size=few, verbose=0)
             trainer.resumed_metrics = state.variables["metrics"]
-        callbacks = [*callbacks, *averaging, Checkpointing(trainer), epoch_log]
+        # First: a loss gone NaN stops before any checkpoint or output (mnistflow.numerics).
+        stop_on_nan = numerics.StopOnNonFinite(family, run, hp)
+        callbacks = [stop_on_nan, *callbacks, *averaging, Checkpointing(trainer), epoch_log]
         for epoch in range(state.epoch if state else 0, epochs):
             trainer.epoch, trainer.first_batch = epoch, 0
             order = epoch_order(hp.get("seed", 0), epoch, len(train_y))
@@ -370,6 +372,7 @@ def train(
         if not spread.writes:
             return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
         model = undistributed_copy(model, family, hp, steps_per_epoch)
+    numerics.check_weights(model, family, run, hp)
     saved = models.portable(model)  # loads with plain Keras
     save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
