@@ -4,7 +4,8 @@ real snakemake CLI on the bundled sample: 1 process x 2 CPU devices, 2 processes
 
 Measured here (mlp, 20 epochs of 94 batches of 16, seed 0, JAX on CPU): 2 processes x 1 device
 and 1 process x 2 devices end with bit-identical weights; against one device they differ by at
-most 3.6e-7 (float32 round-off of summing the batch's gradient in two halves, over 1,880 steps);
+most 3.6e-7 on an Intel Xeon, 1.2e-4 on an AMD EPYC (float32 round-off of summing the batch's
+gradient in two halves, over 1,880 steps);
 the default configuration gives the weights of the code before the switch, bit for bit.
 """
 
@@ -93,9 +94,11 @@ def run_workers(count, argv, env=None, nodes=1):
     codes = [p.wait() for p in procs]
     return max(codes, key=abs)
 """
-# Measured: at most 3.6e-7 after 6 epochs and after 20 (the largest weight 0.53); 0 between
-# 2 processes x 1 device and 1 process x 2 devices.
-ONE_DEVICE_ATOL = 1e-6
+# Measured on a 2-core Intel Xeon VM: at most 3.6e-7 after 6 epochs and after 20 (the largest
+# weight 0.53); on a 2-core AMD EPYC VM (XLA's CPU kernels differ): 1.2e-4 after 20 epochs, in
+# this session's runs. 0 between 2 processes x 1 device and 1 process x 2 devices on both. The
+# tolerance covers the AMD figure 4x; a wrong split of the batches differs by far more.
+ONE_DEVICE_ATOL = 5e-4
 # SLURM's KillWait on the test cluster (tests/schedulers/slurm_up.sh; SLURM's default is 30 s).
 KILL_WAIT_S = 5
 
