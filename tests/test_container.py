@@ -23,19 +23,12 @@ import pytest
 from conftest import REPO, copy_workflow
 from lock import NOT_PINNED, closure, normalise
 from mnistflow import containers
-from schedulers.schedtest import skip_or_fail
+from schedulers.schedtest import SCHEDULER_TEST_CONFIG, skip_or_fail
 
 PARAM = "results/mnist-sample/softmax/default/param.hdf5"
 TRAIN_LOG = "logs/mnist-sample/softmax/default/train.log"
-# The tests' training: the sample, softmax, one epoch, the step's two threads.
-CONFIG = (
-    "dataset: mnist-sample\n"
-    "models: [softmax]\n"
-    "hyperparameters: {softmax: {epochs: 1}}\n"
-    "resources:\n"
-    "  train: {threads: 2, mem_mb: 1500, runtime: 10, gpu: 1}\n"
-    "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
-)
+# The tests' training: the scheduler tests' (the sample, softmax, one epoch, 2 threads).
+CONFIG = SCHEDULER_TEST_CONFIG
 
 # Seed 001's estimate component (tf.keras, TensorFlow 2.2 era), verbatim but for the data:
 # the sample's test split instead of keras.datasets' download.

@@ -29,6 +29,18 @@ EVIL_VALUE = "x; touch pwned_value $(touch pwned_value2)"
 _brought_up: dict[str, str | None] = {}
 
 
+# The scheduler tests' training: the sample, softmax, one epoch, a GPU request on train (fake
+# GPUs on the test clusters); evaluate runs on CPU.
+SCHEDULER_TEST_CONFIG = (
+    "dataset: mnist-sample\n"
+    "models: [softmax]\n"
+    "hyperparameters: {softmax: {epochs: 1}}\n"
+    "resources:\n"
+    "  train: {threads: 2, mem_mb: 1500, runtime: 10, gpu: 1}\n"
+    "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
+)
+
+
 def skip_or_fail(reason: str):
     """Skip locally; in CI (CI set) a scheduler that cannot start is a failure."""
     if os.environ.get("CI"):
@@ -77,14 +89,7 @@ def real_workdir(tmp_path: Path) -> Path:
     work = copy_workflow(tmp_path / "pipeline")
     # One family, one epoch, a GPU request on train (fake GPUs on the test clusters); evaluate
     # runs on CPU.
-    (work / "config" / "scheduler-test.yaml").write_text(
-        "dataset: mnist-sample\n"
-        "models: [softmax]\n"
-        "hyperparameters: {softmax: {epochs: 1}}\n"
-        "resources:\n"
-        "  train: {threads: 2, mem_mb: 1500, runtime: 10, gpu: 1}\n"
-        "  evaluate: {threads: 1, mem_mb: 1500, runtime: 10}\n"
-    )
+    (work / "config" / "scheduler-test.yaml").write_text(SCHEDULER_TEST_CONFIG)
     return work
 
 
