@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mnistflow import launch
-from mnistflow.launch import LaunchError, Process, job_resources, this_process
+from mnistflow.launch import LaunchError, Process, this_process
 
 REPO = Path(__file__).resolve().parents[1]
 MEET = REPO / "tests" / "schedulers" / "toy" / "meet.py"
@@ -184,49 +184,6 @@ def test_missing_launcher_command_is_named():
     env = {"PATH": "/nonexistent", "MNISTFLOW_LAUNCHER": "mpiexec"}
     with pytest.raises(LaunchError, match="mpiexec is needed .* not on PATH.*openmpi-bin"):
         launch.run_workers(2, ["true"], env=env)
-
-
-# --- resources of the train rule ---------------------------------------------------------
-
-
-def test_mode_none_adds_nothing():
-    assert job_resources(None, 0) == {}
-    assert job_resources({"mode": "none", "processes": 1, "nodes": 1, "devices": 1}, 1) == {}
-
-
-def test_devices_mode_asks_for_the_devices_as_gpus_only_when_gpus_are_asked_for():
-    assert job_resources({"mode": "devices", "devices": 4}, 0) == {}
-    assert job_resources({"mode": "devices", "devices": 4}, 1) == {"gpu": 4}
-
-
-def test_processes_mode_asks_for_nodes_tasks_and_gpus_per_node():
-    assert job_resources({"mode": "processes", "processes": 2}, 0) == {
-        "nodes": 1,
-        "tasks": 2,
-        "mpi": "mnistflow.launch",
-    }
-    assert job_resources({"mode": "processes", "processes": 8, "nodes": 2, "devices": 1}, 1) == {
-        "gpu": 4,
-        "nodes": 2,
-        "tasks": 8,
-        "mpi": "mnistflow.launch",
-        "tasks_per_gpu": 0,
-    }
-    assert job_resources({"mode": "processes", "processes": 1}, 0) == {"nodes": 1, "tasks": 1}
-
-
-@pytest.mark.parametrize(
-    "distribution, match",
-    [
-        ({"mode": "processes", "processes": 3, "nodes": 2}, "multiple of nodes"),
-        ({"mode": "devices", "processes": 2}, "mode devices runs one process"),
-        ({"mode": "mesh"}, "not one of none, devices, processes"),
-        ({"mode": "processes", "processes": 0}, "at least 1"),
-    ],
-)
-def test_impossible_distributions_are_refused(distribution, match):
-    with pytest.raises(LaunchError, match=match):
-        job_resources(distribution, 0)
 
 
 # --- run_workers starts real processes ---------------------------------------------------

@@ -17,6 +17,7 @@ from conftest import copy_workflow
 REPO = Path(__file__).resolve().parents[2]
 HERE = REPO / "tests" / "schedulers"
 TOY_SNAKEFILE = HERE / "toy" / "Snakefile"
+TOY_MODULES = ("launch.py", "distribution_config.py")  # what the toy imports from mnistflow
 PJM_SIM_DIR = HERE / "pjm_sim"
 # OpenPBS is not packaged by Debian: its build and bring-up script live beside the repository.
 UP_SCRIPTS = {"pbs": REPO.parent / "shared" / "vendor" / "openpbs" / "pbs_up.sh"}
@@ -76,10 +77,12 @@ def toy_workdir(tmp_path: Path) -> Path:
     work.mkdir()
     for name in ("Snakefile", "meet.py", "launch_workers.py"):
         shutil.copy2(TOY_SNAKEFILE.parent / name, work / name)
-    # The real launcher (standard library only), importable as mnistflow.launch.
+    # The real launcher and the train rule's resources (standard library only), importable
+    # as mnistflow.launch and mnistflow.distribution_config.
     (work / "mnistflow").mkdir()
     (work / "mnistflow" / "__init__.py").write_text("")
-    shutil.copy2(REPO / "workflow" / "scripts" / "mnistflow" / "launch.py", work / "mnistflow")
+    for module in TOY_MODULES:
+        shutil.copy2(REPO / "workflow" / "scripts" / "mnistflow" / module, work / "mnistflow")
     shutil.copytree(REPO / "profiles", work / "profiles")
     return work
 

@@ -59,7 +59,7 @@ else:
     PACKAGE_DIR = _cached_package_dir()
 sys.path.insert(0, str(PACKAGE_DIR))
 
-from mnistflow import atomic, datasets, launch  # noqa: E402
+from mnistflow import atomic, datasets, distribution_config  # noqa: E402
 
 if not LOCAL_WORKFLOW:
     _cache_sample()
@@ -146,20 +146,13 @@ def train_runtime(wildcards, attempt):
     return min(runtime * attempt, max(runtime, config["checkpoint"]["max_runtime"]))
 
 
-# How one training spreads over devices, processes and nodes (docs/distributed.md). Read with
-# a default until the configuration schema carries the key everywhere.
-DISTRIBUTION = config.get("distribution", dict(launch.DEFAULT_DISTRIBUTION))
-
-
 def train_resources():
     """The train rule's gpu, plus for a distributed training its nodes and tasks.
 
-    Snakemake's standard vocabulary (launch.job_resources): nodes, tasks (processes),
-    gpu per node; each profile maps them (profiles/README.md). Mode none adds nothing.
+    Snakemake's standard vocabulary (distribution_config.job_resources): nodes, tasks
+    (processes), gpu per node; each profile maps them (profiles/README.md). Mode none adds
+    nothing. The setting was checked with the configuration (settings.validate_config).
     """
     gpu = config["resources"]["train"]["gpu"]
-    try:
-        extra = launch.job_resources(DISTRIBUTION, int(gpu or 0))
-    except launch.LaunchError as e:
-        raise WorkflowError(f"{e} (config/config.yaml or --config)") from None
+    extra = distribution_config.job_resources(config["distribution"], int(gpu or 0))
     return {"gpu": gpu, **extra}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("none", "devices", "processes")
+from mnistflow.distribution_config import MODES
 
 
 class DistributionError(RuntimeError):

@@ -18,9 +18,8 @@ scheduler's warning before its time limit: the workers save a checkpoint) and re
 the worst exit code. Each worker calls :func:`this_process` to learn its index, the
 process count and the coordinator from the variables its launcher set.
 
-:func:`job_resources` turns the configuration's ``distribution`` into the train rule's
-resources in Snakemake's standard vocabulary (``nodes``, ``tasks``, ``gpu``), which
-each profile maps to its scheduler's options (profiles/README.md).
+What the job asks the scheduler for (``nodes``, ``tasks``, ``gpu``) comes from
+mnistflow.distribution_config.job_resources.
 """
 
 from __future__ import annotations
@@ -425,49 +424,3 @@ def run_workers(
         + (f" after {', '.join(signal.Signals(s).name for s in received)}" if received else "")
     )
     return worst
-
-
-# --- what the train rule asks the scheduler for -----------------------------------------
-
-DEFAULT_DISTRIBUTION = {"mode": "none", "processes": 1, "nodes": 1, "devices": 1}
-
-
-def job_resources(distribution: Mapping | None, gpu: int) -> dict[str, int | str]:
-    """The train rule's extra resources for a distribution setting (nothing for mode none).
-
-    gpu: the GPUs the configuration asks for (resources.train.gpu). With GPUs, the job
-    asks for devices x processes / nodes per node; without, none. mode processes adds
-    nodes and tasks (processes), and for more than one process `mpi` (the rule starts
-    its processes itself: the SLURM plugin then runs the rule in the batch step, not a
-    one-task step) and `tasks_per_gpu: 0` (else the plugin asks for tasks x gpu tasks).
-    """
-    d = {**DEFAULT_DISTRIBUTION, **(distribution or {})}
-    mode = d["mode"]
-    processes, nodes, devices = int(d["processes"]), int(d["nodes"]), int(d["devices"])
-    if mode == "none":
-        return {}
-    if mode not in ("devices", "processes"):
-        raise LaunchError(f"distribution.mode {mode!r} is not one of none, devices, processes")
-    if min(processes, nodes, devices) < 1:
-        raise LaunchError("distribution: processes, nodes and devices must be at least 1")
-    if mode == "devices" and (processes, nodes) != (1, 1):
-        raise LaunchError(
-            "distribution.mode devices runs one process on one node: set processes: 1 and "
-            "nodes: 1, or mode: processes"
-        )
-    if processes % nodes:
-        raise LaunchError(
-            f"distribution: {processes} processes do not divide evenly over {nodes} nodes: "
-            "make processes a multiple of nodes (every node runs as many)"
-        )
-    resources: dict[str, int | str] = {}
-    if gpu > 0:
-        resources["gpu"] = devices * processes // nodes
-    if mode == "processes":
-        resources["nodes"] = nodes
-        resources["tasks"] = processes
-        if processes > 1:
-            resources["mpi"] = "mnistflow.launch"
-            if gpu > 0:
-                resources["tasks_per_gpu"] = 0
-    return resources
