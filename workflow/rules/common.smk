@@ -59,7 +59,7 @@ else:
     PACKAGE_DIR = _cached_package_dir()
 sys.path.insert(0, str(PACKAGE_DIR))
 
-from mnistflow import atomic, datasets, distribution_config  # noqa: E402
+from mnistflow import atomic, datasets, distribution_config, sources  # noqa: E402
 
 if not LOCAL_WORKFLOW:
     _cache_sample()
@@ -116,15 +116,31 @@ def hyperparameters(wildcards):
     return settings.run_hyperparameters(RUNS, wildcards.family, wildcards.run)
 
 
-def package_sources(*modules):
-    """Modules a step runs, as inputs: editing one reruns the step (scripts are tracked anyway).
+# What makes a step rerun when the package changes: every rule with a script names it again
+# in its inputs, `code=package_sources("<the script>.py")`, and gets as inputs the mnistflow
+# modules the script imports, directly or through each other (mnistflow.sources reads the
+# import statements). A new rule needs only that line; tests/test_sources.py fails for a
+# rule with a script but without it, or with another script's name.
+def package_sources(script):
+    """Modules a step's script runs, as inputs: editing one reruns the step (Snakemake tracks
+    the script itself).
 
     None for a workflow read from git: its tag pins the code, and the cached copies' paths
     change with every run for a branch, which would rerun every step.
     """
     if not LOCAL_WORKFLOW:
         return []
-    return [str(PACKAGE_DIR / "mnistflow" / f"{module}.py") for module in modules]
+    if not (PACKAGE_DIR / script).is_file():
+        raise WorkflowError(
+            f"package_sources({script!r}): no such script in {PACKAGE_DIR}; name the "
+            'rule\'s script: file, e.g. package_sources("train.py")'
+        )
+    return [
+        str(path)
+        for path in sources.module_files(
+            PACKAGE_DIR / script, PACKAGE_DIR / "mnistflow"
+        )
+    ]
 
 
 def run_outputs(dataset, name):
