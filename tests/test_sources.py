@@ -79,6 +79,14 @@ def test_reading_only_the_import_lines_finds_what_the_whole_tree_imports(path):
     assert sources.modules_used(path) == sorted(closure(path))
 
 
+def test_the_training_code_fingerprint_covers_every_module_training_runs():
+    from mnistflow import training
+
+    expected = {PACKAGE / f"{name}.py" for name in closure(PACKAGE / "training.py")}
+    assert {Path(p).resolve() for p in training.CODE} == expected
+    assert {"models", "checkpoint", "distribution", "training"} <= {p.stem for p in expected}
+
+
 def rule_blocks() -> dict[str, str]:
     blocks = {}
     for path in RULES:
