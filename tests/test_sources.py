@@ -161,3 +161,36 @@ def test_a_rule_naming_a_missing_script_stops_with_its_name(tmp_path):
     assert result.returncode != 0
     assert "package_sources('exprt.py'): no such script" in result.stdout + result.stderr
     shutil.rmtree(work)
+
+
+# Read without the rest of the package: the scheduler tests' toy workflow copies the first
+# three alone (tests/schedulers/schedtest.py), Snakemake reads sources while it parses.
+STANDARD_LIBRARY_ONLY = (
+    "launch",
+    "place",
+    "distribution_config",
+    "sources",
+    "hyperparameter_values",
+)
+
+
+def test_the_package_imports_form_layers_without_a_cycle():
+    import graphlib
+
+    graph = {path.stem: set(whole_tree_imports(path)) for path in PACKAGE.glob("*.py")}
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError on a cycle
+    # No arrow back up: a process's place knows no launcher, the contract no settings.
+    assert "place" in graph["launch"] and closure(PACKAGE / "place.py") == {"place"}
+    assert "distribution_config" in graph["settings"]
+    assert closure(PACKAGE / "distribution_config.py") == {"distribution_config"}
+    for name in STANDARD_LIBRARY_ONLY:
+        path = PACKAGE / f"{name}.py"
+        assert whole_tree_imports(path) <= set(STANDARD_LIBRARY_ONLY), name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                tops = {node.module.split(".")[0]}
+            else:
+                continue
+            assert tops <= sys.stdlib_module_names | {"__future__", "mnistflow"}, (name, tops)
