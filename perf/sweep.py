@@ -25,11 +25,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 
-from run import snakemake_command, timed  # noqa: E402
-
-from conftest import copy_workflow  # noqa: E402
+from run import copy_workflow, snakemake_command, timed  # noqa: E402
 
 
 def snakemake(workdir: Path, *args: str) -> float:

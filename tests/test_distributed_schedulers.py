@@ -1,8 +1,8 @@
 """One training, several processes, through each scheduler's profile (issue 13).
 
 The toy workflow's train_dist rule asks for what the real train rule asks for with
-`distribution: {mode: processes, processes: 2}` (mnistflow.launch.job_resources: nodes,
-tasks, mpi) and starts its processes as workflow/scripts/train.py does
+`distribution: {mode: processes, processes: 2}` (mnistflow.distribution_config.job_resources:
+nodes, tasks, mpi) and starts its processes as workflow/scripts/train.py does
 (mnistflow.launch.run_workers). Each process (tests/schedulers/toy/meet.py) records the
 index, count and coordinator it got from its launcher's environment, and they meet over
 TCP at the coordinator: the rendezvous a multi-process JAX training makes.
@@ -47,7 +47,7 @@ import pjm_lib  # noqa: E402
 import uge_lib  # noqa: E402
 from clusterjob import SiteSettingError  # noqa: E402
 
-from mnistflow.launch import job_resources  # noqa: E402
+from mnistflow.distribution_config import job_resources  # noqa: E402
 
 TARGET = "results/dist_t/process_0.json"
 PBS_BIN = Path("/opt/pbs/bin")
@@ -87,7 +87,7 @@ def props(threads=1, **resources) -> dict:
     }
 
 
-DIST_4_ON_2 = job_resources({"mode": "processes", "processes": 4, "nodes": 2}, 1)
+DIST_4_ON_2 = job_resources({"mode": "processes", "processes": 4, "nodes": 2, "devices": 1}, 1)
 
 
 def test_pbs_asks_one_chunk_per_node_with_its_mpi_processes():

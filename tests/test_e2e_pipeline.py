@@ -123,6 +123,12 @@ def test_stale_only_reruns(finished_run):
     (finished_run / "README.md").write_text("edited\n")
     assert planned_jobs(finished_run) == []
 
+    # A package module is an input of every step whose script imports it, at any depth
+    # (package_sources): evaluate's script imports evaluation, train's does not.
+    evaluation = finished_run / "workflow" / "scripts" / "mnistflow" / "evaluation.py"
+    evaluation.write_text(evaluation.read_text() + "\n# an edit\n")
+    assert planned_jobs(finished_run) == ["evaluate mlp", "evaluate softmax", "report"]
+
     # Snakemake tracks scripts by modification time: any edit reruns their jobs.
     train_script = finished_run / "workflow" / "scripts" / "train.py"
     train_script.write_text(train_script.read_text() + "\n# an edit\n")

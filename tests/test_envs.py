@@ -164,7 +164,7 @@ def imported_distributions(script: Path) -> set[str]:
             if isinstance(node, ast.Name) and node.id in names[module]:
                 target, target_definition = names[module][node.id]
                 pending.append((target, None))
-                if target_definition:
+                if target_definition in _definitions(trees[target]):  # not a constant
                     pending.append((target, target_definition))
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
                 target, target_definition = names[module].get(node.value.id, (None, 1))

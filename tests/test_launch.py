@@ -1,9 +1,8 @@
-"""mnistflow.launch: which process am I, and starting a training's processes for real.
+"""mnistflow.launch: starting a training's processes, for real.
 
-The environment parsing is checked against the variables each launcher really sets
-(SLURM's srun, Open MPI's mpirun, PMI/PMIx); run_workers starts real processes: two
-Python workers (tests/schedulers/toy/meet.py) that learn their place and meet over TCP
-at the coordinator, with our local launcher and with Open MPI's mpirun.
+run_workers starts real processes: two Python workers (tests/schedulers/toy/meet.py) that
+learn their place (mnistflow.place, tests/test_place.py) and meet over TCP at the
+coordinator, with our local launcher and with Open MPI's mpirun.
 """
 
 from __future__ import annotations
@@ -20,120 +19,11 @@ from pathlib import Path
 import pytest
 
 from mnistflow import launch
-from mnistflow.launch import LaunchError, Process, job_resources, this_process
+from mnistflow.launch import LaunchError
 
 REPO = Path(__file__).resolve().parents[1]
 MEET = REPO / "tests" / "schedulers" / "toy" / "meet.py"
 SCRIPTS = REPO / "workflow" / "scripts"
-
-
-# --- this_process -----------------------------------------------------------------------
-
-
-def test_nothing_set_is_a_single_process():
-    assert this_process({}) == Process(0, 1, None)
-    assert this_process({"PATH": "/bin"}).is_first
-
-
-def test_our_own_variables_win():
-    env = {
-        "MNISTFLOW_PROCESS_INDEX": "1",
-        "MNISTFLOW_PROCESS_COUNT": "2",
-        "MNISTFLOW_COORDINATOR": "127.0.0.1:4000",
-        "SLURM_PROCID": "0",
-        "SLURM_STEP_ID": "0",
-        "SLURM_STEP_NUM_TASKS": "1",
-    }
-    assert this_process(env) == Process(1, 2, "127.0.0.1:4000")
-
-
-def test_slurm_inside_an_srun_step():
-    env = {
-        "SLURM_JOB_ID": "17",
-        "SLURM_STEP_ID": "1",
-        "SLURM_PROCID": "1",
-        "SLURM_STEP_NUM_TASKS": "2",
-        "SLURM_NTASKS": "2",
-        "MNISTFLOW_COORDINATOR": "node01:41234",
-        "MNISTFLOW_PROCESS_COUNT": "2",
-    }
-    assert this_process(env) == Process(1, 2, "node01:41234")
-
-
-def test_slurm_batch_step_variables_do_not_make_a_worker():
-    """A 2-task job's batch script sees SLURM_PROCID=0 SLURM_NTASKS=2 without any srun."""
-    env = {"SLURM_JOB_ID": "17", "SLURM_PROCID": "0", "SLURM_NTASKS": "2"}
-    assert this_process(env) == Process(0, 1, None)
-
-
-def test_open_mpi_wins_over_slurm_batch_variables():
-    env = {
-        "SLURM_JOB_ID": "17",
-        "SLURM_PROCID": "0",
-        "SLURM_NTASKS": "2",
-        "OMPI_COMM_WORLD_RANK": "1",
-        "OMPI_COMM_WORLD_SIZE": "2",
-        "MNISTFLOW_COORDINATOR": "vm:5000",
-    }
-    assert this_process(env) == Process(1, 2, "vm:5000")
-
-
-def test_pmi_and_pmix():
-    env = {"PMI_RANK": "2", "PMI_SIZE": "4", "MNISTFLOW_COORDINATOR": "h:1"}
-    assert this_process(env) == Process(2, 4, "h:1")
-    env = {"PMIX_RANK": "1", "SLURM_STEP_NUM_TASKS": "2", "MNISTFLOW_COORDINATOR": "h:1"}
-    assert this_process(env) == Process(1, 2, "h:1")
-    with pytest.raises(LaunchError, match="PMIX_RANK is set but no process count"):
-        this_process({"PMIX_RANK": "0"})
-
-
-def test_one_process_needs_no_coordinator():
-    env = {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1"}
-    assert this_process(env) == Process(0, 1, None)
-
-
-def test_no_coordinator_is_a_clear_error():
-    env = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2"}
-    with pytest.raises(LaunchError) as e:
-        this_process(env)
-    message = str(e.value)
-    assert "process 1 of 2" in message and "SLURM" in message
-    assert "MNISTFLOW_COORDINATOR is not set" in message and "run_workers" in message
-
-
-def test_count_mismatch_names_both_counts():
-    env = {
-        "OMPI_COMM_WORLD_RANK": "0",
-        "OMPI_COMM_WORLD_SIZE": "3",
-        "MNISTFLOW_PROCESS_COUNT": "2",
-        "MNISTFLOW_COORDINATOR": "vm:5000",
-    }
-    with pytest.raises(LaunchError, match="mismatch: Open MPI .* says 3 .* asked for 2"):
-        this_process(env)
-
-
-def test_expected_processes_but_no_launcher():
-    with pytest.raises(LaunchError, match="asked for 2 processes .* no launcher"):
-        this_process({"MNISTFLOW_PROCESS_COUNT": "2", "MNISTFLOW_COORDINATOR": "h:1"})
-
-
-@pytest.mark.parametrize(
-    "env, match",
-    [
-        ({"MNISTFLOW_PROCESS_INDEX": "one", "MNISTFLOW_PROCESS_COUNT": "2"}, "not a whole"),
-        ({"MNISTFLOW_PROCESS_INDEX": "0"}, "MNISTFLOW_PROCESS_COUNT is not"),
-        ({"MNISTFLOW_PROCESS_INDEX": "2", "MNISTFLOW_PROCESS_COUNT": "2"}, "not in 0..1"),
-        ({"OMPI_COMM_WORLD_RANK": "0"}, "OMPI_COMM_WORLD_SIZE is not"),
-        ({"PMI_RANK": "0"}, "PMI_SIZE is not"),
-        (
-            {"PMI_RANK": "0", "PMI_SIZE": "2", "MNISTFLOW_COORDINATOR": "no-port"},
-            "is not host:port",
-        ),
-    ],
-)
-def test_bad_variables_are_named(env, match):
-    with pytest.raises(LaunchError, match=match):
-        this_process(env)
 
 
 # --- launcher choice and commands -------------------------------------------------------
@@ -184,49 +74,6 @@ def test_missing_launcher_command_is_named():
     env = {"PATH": "/nonexistent", "MNISTFLOW_LAUNCHER": "mpiexec"}
     with pytest.raises(LaunchError, match="mpiexec is needed .* not on PATH.*openmpi-bin"):
         launch.run_workers(2, ["true"], env=env)
-
-
-# --- resources of the train rule ---------------------------------------------------------
-
-
-def test_mode_none_adds_nothing():
-    assert job_resources(None, 0) == {}
-    assert job_resources({"mode": "none", "processes": 1, "nodes": 1, "devices": 1}, 1) == {}
-
-
-def test_devices_mode_asks_for_the_devices_as_gpus_only_when_gpus_are_asked_for():
-    assert job_resources({"mode": "devices", "devices": 4}, 0) == {}
-    assert job_resources({"mode": "devices", "devices": 4}, 1) == {"gpu": 4}
-
-
-def test_processes_mode_asks_for_nodes_tasks_and_gpus_per_node():
-    assert job_resources({"mode": "processes", "processes": 2}, 0) == {
-        "nodes": 1,
-        "tasks": 2,
-        "mpi": "mnistflow.launch",
-    }
-    assert job_resources({"mode": "processes", "processes": 8, "nodes": 2, "devices": 1}, 1) == {
-        "gpu": 4,
-        "nodes": 2,
-        "tasks": 8,
-        "mpi": "mnistflow.launch",
-        "tasks_per_gpu": 0,
-    }
-    assert job_resources({"mode": "processes", "processes": 1}, 0) == {"nodes": 1, "tasks": 1}
-
-
-@pytest.mark.parametrize(
-    "distribution, match",
-    [
-        ({"mode": "processes", "processes": 3, "nodes": 2}, "multiple of nodes"),
-        ({"mode": "devices", "processes": 2}, "mode devices runs one process"),
-        ({"mode": "mesh"}, "not one of none, devices, processes"),
-        ({"mode": "processes", "processes": 0}, "at least 1"),
-    ],
-)
-def test_impossible_distributions_are_refused(distribution, match):
-    with pytest.raises(LaunchError, match=match):
-        job_resources(distribution, 0)
 
 
 # --- run_workers starts real processes ---------------------------------------------------

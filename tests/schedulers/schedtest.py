@@ -17,6 +17,8 @@ from conftest import copy_workflow
 REPO = Path(__file__).resolve().parents[2]
 HERE = REPO / "tests" / "schedulers"
 TOY_SNAKEFILE = HERE / "toy" / "Snakefile"
+# What the toy imports from mnistflow.
+TOY_MODULES = ("launch.py", "place.py", "distribution_config.py")
 PJM_SIM_DIR = HERE / "pjm_sim"
 # OpenPBS is not packaged by Debian: its build and bring-up script live beside the repository.
 UP_SCRIPTS = {"pbs": REPO.parent / "shared" / "vendor" / "openpbs" / "pbs_up.sh"}
@@ -76,10 +78,12 @@ def toy_workdir(tmp_path: Path) -> Path:
     work.mkdir()
     for name in ("Snakefile", "meet.py", "launch_workers.py"):
         shutil.copy2(TOY_SNAKEFILE.parent / name, work / name)
-    # The real launcher (standard library only), importable as mnistflow.launch.
+    # The real launcher, a process's place and the train rule's resources (standard library
+    # only), importable as mnistflow.launch, mnistflow.place, mnistflow.distribution_config.
     (work / "mnistflow").mkdir()
     (work / "mnistflow" / "__init__.py").write_text("")
-    shutil.copy2(REPO / "workflow" / "scripts" / "mnistflow" / "launch.py", work / "mnistflow")
+    for module in TOY_MODULES:
+        shutil.copy2(REPO / "workflow" / "scripts" / "mnistflow" / module, work / "mnistflow")
     shutil.copytree(REPO / "profiles", work / "profiles")
     return work
 

@@ -8,7 +8,7 @@ rule aggregate_sweep:
     input:
         metrics=lambda wildcards: sweep_run_outputs(wildcards.dataset, "metrics.json"),
         history=lambda wildcards: sweep_run_outputs(wildcards.dataset, "history.csv"),
-        code=package_sources("aggregate", "plots", "sweeps"),
+        code=package_sources("aggregate.py"),
     output:
         settings="results/{dataset}/sweep/settings.csv",
         runs="results/{dataset}/sweep/runs.csv",

@@ -1,78 +1,14 @@
-import sys
-from pathlib import Path
-
+# Configuration, and the input functions the rules share. The package is importable
+# (workflow/rules/deployment.smk, included before this file).
 from snakemake.exceptions import WorkflowError
-from snakemake.sourcecache import HostingProviderFile, LocalSourceFile
 from snakemake.utils import validate
 
-# The workflow's logic lives in the package mnistflow beside the scripts. Run from a checkout,
-# it is imported from there. Used as a module from git (snakedeploy's github()/gitlab()),
-# Snakemake reads the scripts from its source cache and puts the cached scripts' folder on
-# their search path (snakemake PR #1940); the package must be cached beside them, which
-# Snakemake does not do by itself (snakemake issue #1632): workflow.source_path does it here.
-LOCAL_WORKFLOW = isinstance(workflow.current_basedir, LocalSourceFile)
-
-
-def _git_files(folder):
-    """{name: bytes} of the files in a folder of the git-hosted workflow.
-
-    Snakemake's source cache lists no folders and reads files as text, which fails on binary
-    files (UnicodeEncodeError on the sample's .gz), so these come from its clone directly.
-    """
-    source = workflow.current_basedir.join(f"../../{folder}")
-    if not isinstance(source, HostingProviderFile):
-        raise WorkflowError(
-            f"cannot read the workflow from {source}: use a local path, github() or gitlab()"
-        )
-    source.cache_path = Path(workflow.sourcecache.cache_path)
-    repo = source.hosted_repo.repo
-    names = repo.git.ls_tree("--name-only", f"{source.ref}:{source.path}").split()
-    return {
-        name: repo.git.show(
-            f"{source.ref}:{source.path}/{name}",
-            stdout_as_string=False,
-            strip_newline_in_stdout=False,
-        )
-        for name in names
-    }
-
-
-def _cached_package_dir():
-    """Cache the package from git; return the folder to import it from."""
-    for name in _git_files("workflow/scripts/mnistflow"):
-        if name.endswith(".py"):
-            workflow.source_path(f"../scripts/mnistflow/{name}")
-    return Path(workflow.source_path("../scripts/mnistflow/__init__.py")).parents[1]
-
-
-def _cache_sample():
-    """The bundled sample, where datasets.SAMPLE_DIR expects it beside the cached package."""
-    for name, content in _git_files("data/mnist-sample").items():
-        if not (datasets.SAMPLE_DIR / name).exists():
-            with atomic.atomic_path(datasets.SAMPLE_DIR / name) as tmp:
-                Path(tmp).write_bytes(content)
-
-
-if LOCAL_WORKFLOW:
-    PACKAGE_DIR = Path(workflow.current_basedir).parent / "scripts"
-else:
-    PACKAGE_DIR = _cached_package_dir()
-sys.path.insert(0, str(PACKAGE_DIR))
-
-from mnistflow import atomic, datasets, launch  # noqa: E402
-
-if not LOCAL_WORKFLOW:
-    _cache_sample()
-    datasets.DATASETS["mnist-sample"] = datasets.mnist_sample()  # with its checksums
-
-from mnistflow import settings  # noqa: E402
+from mnistflow import containers, datasets, distribution_config, settings, sources
 
 settings.check_config_files(workflow.configfiles)  # a key given twice
 settings.validate_config(
     config, workflow.source_path("../schemas/config.schema.yaml"), validate
 )
-
-from mnistflow import containers  # noqa: E402
 
 
 onstart:
@@ -116,15 +52,31 @@ def hyperparameters(wildcards):
     return settings.run_hyperparameters(RUNS, wildcards.family, wildcards.run)
 
 
-def package_sources(*modules):
-    """Modules a step runs, as inputs: editing one reruns the step (scripts are tracked anyway).
+# What makes a step rerun when the package changes: every rule with a script names it again
+# in its inputs, `code=package_sources("<the script>.py")`, and gets as inputs the mnistflow
+# modules the script imports, directly or through each other (mnistflow.sources reads the
+# import statements). A new rule needs only that line; tests/test_sources.py fails for a
+# rule with a script but without it, or with another script's name.
+def package_sources(script):
+    """Modules a step's script runs, as inputs: editing one reruns the step (Snakemake tracks
+    the script itself).
 
     None for a workflow read from git: its tag pins the code, and the cached copies' paths
     change with every run for a branch, which would rerun every step.
     """
     if not LOCAL_WORKFLOW:
         return []
-    return [str(PACKAGE_DIR / "mnistflow" / f"{module}.py") for module in modules]
+    if not (PACKAGE_DIR / script).is_file():
+        raise WorkflowError(
+            f"package_sources({script!r}): no such script in {PACKAGE_DIR}; name the "
+            'rule\'s script: file, e.g. package_sources("train.py")'
+        )
+    return [
+        str(path)
+        for path in sources.module_files(
+            PACKAGE_DIR / script, PACKAGE_DIR / "mnistflow"
+        )
+    ]
 
 
 def run_outputs(dataset, name):
@@ -146,20 +98,13 @@ def train_runtime(wildcards, attempt):
     return min(runtime * attempt, max(runtime, config["checkpoint"]["max_runtime"]))
 
 
-# How one training spreads over devices, processes and nodes (docs/distributed.md). Read with
-# a default until the configuration schema carries the key everywhere.
-DISTRIBUTION = config.get("distribution", dict(launch.DEFAULT_DISTRIBUTION))
-
-
 def train_resources():
     """The train rule's gpu, plus for a distributed training its nodes and tasks.
 
-    Snakemake's standard vocabulary (launch.job_resources): nodes, tasks (processes),
-    gpu per node; each profile maps them (profiles/README.md). Mode none adds nothing.
+    Snakemake's standard vocabulary (distribution_config.job_resources): nodes, tasks
+    (processes), gpu per node; each profile maps them (profiles/README.md). Mode none adds
+    nothing. The setting was checked with the configuration (settings.validate_config).
     """
     gpu = config["resources"]["train"]["gpu"]
-    try:
-        extra = launch.job_resources(DISTRIBUTION, int(gpu or 0))
-    except launch.LaunchError as e:
-        raise WorkflowError(f"{e} (config/config.yaml or --config)") from None
+    extra = distribution_config.job_resources(config["distribution"], int(gpu or 0))
     return {"gpu": gpu, **extra}

@@ -2,7 +2,7 @@ rule evaluate:
     input:
         data="results/{dataset}/data.h5",
         predictions="results/{dataset}/{family}/{run}/predictions.npz",
-        code=package_sources("evaluation", "plots", "predictions"),
+        code=package_sources("evaluate.py"),
     output:
         metrics="results/{dataset}/{family}/{run}/metrics.json",
         confusion=report(

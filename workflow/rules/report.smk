@@ -8,7 +8,7 @@ rule report:
         misclassified=lambda wildcards: run_outputs(
             wildcards.dataset, "misclassified.png"
         ),
-        code=package_sources("report", "plots", "aggregate"),
+        code=package_sources("report.py"),
         sweep=lambda wildcards: list(sweep_outputs(wildcards.dataset).values()),
     output:
         html=report(

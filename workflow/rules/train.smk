@@ -1,18 +1,7 @@
 rule train:
     input:
         data="results/{dataset}/data.h5",
-        code=package_sources(
-            "models",
-            "training",
-            "numerics",
-            "runtime",
-            "checkpoint",
-            "stopping",
-            "predictions",
-            "distribution",
-            "worker",
-            "launch",
-        ),
+        code=package_sources("train.py"),
     output:
         param="results/{dataset}/{family}/{run}/param.hdf5",
         model="results/{dataset}/{family}/{run}/model.keras",

@@ -18,8 +18,7 @@ hyperparameters = snakemake.params.hyperparameters
 # editing them must not rerun finished trainings; nor does the distribution (the weights
 # match a single device's to float32 round-off; docs/distributed.md).
 checkpoints = snakemake.config["checkpoint"]
-spread = {"mode": "none", "processes": 1, "nodes": 1, "devices": 1}
-spread.update(snakemake.config.get("distribution") or {})
+spread = snakemake.config["distribution"]  # complete: the schema's defaults are filled in
 wildcards = snakemake.wildcards
 arguments = dict(
     data=snakemake.input.data,

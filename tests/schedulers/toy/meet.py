@@ -2,7 +2,7 @@
 
     python meet.py OUT_DIR [meet|fail|wait]
 
-Each process asks mnistflow.launch.this_process() for its index, the count and the
+Each process asks mnistflow.place.this_process() for its index, the count and the
 coordinator, then process 0 listens on the coordinator's port and every other process
 connects and says its index: the same rendezvous a multi-process training makes (JAX's
 coordinator service listens on process 0). Each writes OUT_DIR/process_<index>.json.
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from mnistflow.launch import this_process
+from mnistflow.place import this_process
 
 MEET_TIMEOUT = 60
 CHECKPOINT_S = 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mnistflow import plots
 from mnistflow.atomic import write_text
-from mnistflow.sweeps import value_order
+from mnistflow.hyperparameter_values import hyperparameter_text
 
 RUN_COLUMNS = ("family", "setting", "seed", "run", "val_accuracy", "test_accuracy", "winner")
 SETTING_COLUMNS = (
@@ -102,11 +102,6 @@ def swept_keys(rows: list[dict], family: str) -> list[str]:
     return sorted(key for key, seen in values.items() if len(seen) > 1)
 
 
-def hyperparameter_text(value) -> str:
-    """A hyperparameter as written in the config: 0.001, 1e-05, [32, 64], adam."""
-    return json.dumps(value) if isinstance(value, list) else str(value)
-
-
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -181,104 +176,6 @@ def summary_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _axis_values(values: list) -> tuple[list, bool]:
-    """Plot positions for a hyperparameter's values, and whether the axis is numeric."""
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if numeric:
-        return values, True
-    labels = sorted({json.dumps(v) for v in values})
-    return [labels.index(json.dumps(v)) for v in values], False
-
-
-def plot_validation_accuracy(rows: list[dict], results: list[dict], dest: str | Path) -> None:
-    """Per family and swept hyperparameter: validation accuracy (mean ± std, and each seed).
-
-    Settings that agree on the other swept hyperparameters are joined by a line; the winner
-    is starred.
-    """
-    import matplotlib.pyplot as plt
-
-    families = list(dict.fromkeys(row["family"] for row in rows))
-    panels = {family: swept_keys(rows, family) or ["setting"] for family in families}
-    columns = max(len(keys) for keys in panels.values())
-    fig, axes = plt.subplots(
-        len(families), columns, figsize=(5 * columns, 5 * len(families)), squeeze=False
-    )
-    for family, family_axes in zip(families, axes, strict=True):
-        family_rows = [row for row in rows if row["family"] == family]
-        seeds = {}
-        for result in results:
-            if result["family"] == family:
-                seeds.setdefault(result["setting"], []).append(result["val_accuracy"])
-        for ax, key in zip(family_axes, panels[family], strict=False):
-            _plot_panel(ax, family, key, panels[family], family_rows, seeds)
-        for ax in family_axes[len(panels[family]) :]:
-            ax.axis("off")
-    fig.tight_layout()
-    plots._save(fig, dest)
-
-
-def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], seeds: dict):
-    def value(row, k):
-        return row["setting"] if k == "setting" else row["hyperparameters"].get(k)
-
-    x_all, numeric = _axis_values([value(row, key) for row in rows])
-    x_of = {row["setting"]: x for row, x in zip(rows, x_all, strict=True)}
-    others = [k for k in keys if k != key]
-    series: dict[str, list[dict]] = {}
-    for row in rows:
-        label = ", ".join(f"{k}={hyperparameter_text(value(row, k))}" for k in others)
-        series.setdefault(label, []).append(row)
-
-    def series_order(item):  # by the other hyperparameters' values, numbers numerically
-        return tuple(value_order(value(item[1][0], k)) for k in others)
-
-    for label, members in sorted(series.items(), key=series_order):
-        members.sort(key=lambda row: x_of[row["setting"]])
-        xs = [x_of[row["setting"]] for row in members]
-        line = ax.errorbar(
-            xs,
-            [row["val_accuracy_mean"] for row in members],
-            yerr=[row["val_accuracy_std"] or 0.0 for row in members],
-            marker="o",
-            capsize=3,
-            label=label or None,
-        )
-        colour = line.lines[0].get_color()
-        for row in members:
-            points = seeds.get(row["setting"], [])
-            ax.scatter([x_of[row["setting"]]] * len(points), points, s=10, alpha=0.35, color=colour)
-    for row in rows:
-        if row["winner"]:
-            ax.scatter(
-                [x_of[row["setting"]]],
-                [row["val_accuracy_mean"]],
-                marker="*",
-                s=260,
-                color="gold",
-                edgecolors="black",
-                zorder=5,
-                label="winner",
-            )
-    if numeric:
-        positive = [x for x in x_all if x > 0]
-        if len(positive) == len(x_all) and max(positive) / min(positive) >= 10:
-            ax.set_xscale("log")
-        ticks = sorted(set(x_all))
-        if len(ticks) <= 10:  # label the values tried, not round numbers between them
-            ax.set_xticks(ticks, [hyperparameter_text(x) for x in ticks])
-            ax.minorticks_off()
-    else:
-        labels = sorted({json.dumps(value(row, key)) for row in rows})
-        ax.set_xticks(range(len(labels)))
-        texts = [label.strip('"') for label in labels]
-        long = max(map(len, texts)) > 10  # tilt long labels so that they do not overlap
-        ax.set_xticklabels(texts, rotation=30 if long else 0, ha="right" if long else "center")
-    ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
-    if len(series) <= 12:  # below the panel, where it hides no point
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
-
-
 def aggregate(
     runs: list[dict],
     *,
@@ -292,7 +189,8 @@ def aggregate(
     rows = summarise(results)
     write_text(settings_dest, settings_csv(rows))
     write_text(runs_dest, runs_csv(results, rows))
-    plot_validation_accuracy(rows, results, plot_dest)
+    panels = {row["family"]: swept_keys(rows, row["family"]) or ["setting"] for row in rows}
+    plots.sweep_validation_accuracy(rows, results, panels, plot_dest)
     lines = summary_lines(rows)
     write_text(summary_dest, "\n".join(lines) + "\n")
     return lines

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("none", "devices", "processes")
+from mnistflow.distribution_config import MODES
 
 
 class DistributionError(RuntimeError):
@@ -120,7 +120,7 @@ NO_DISTRIBUTION = Setup()
 def setup(mode: str, process=None, devices: int = 1) -> Setup:
     """Join the run's processes and make Keras replicate over their devices.
 
-    ``process``: this process's place (``launch.Process``: index, count, coordinator;
+    ``process``: this process's place (``place.Process``: index, count, coordinator;
     None: a single process). Call after runtime.configure, before the model is built.
     """
     if mode not in MODES:

@@ -1,7 +1,8 @@
-"""Figures for the evaluation and the report (matplotlib, no TensorFlow)."""
+"""Figures for the evaluation, the report and a parameter study (matplotlib, no TensorFlow)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mnistflow.atomic import atomic_path  # noqa: E402
+from mnistflow.hyperparameter_values import hyperparameter_text, value_order  # noqa: E402
 
 
 def _save(fig, dest: str | Path) -> None:
@@ -83,3 +85,102 @@ def training_curves(histories: dict[str, list[dict]], dest: str | Path) -> None:
             ax.legend()
     fig.tight_layout()
     _save(fig, dest)
+
+
+def _axis_values(values: list) -> tuple[list, bool]:
+    """Plot positions for a hyperparameter's values, and whether the axis is numeric."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric:
+        return values, True
+    labels = sorted({json.dumps(v) for v in values})
+    return [labels.index(json.dumps(v)) for v in values], False
+
+
+def sweep_validation_accuracy(
+    rows: list[dict], results: list[dict], panels: dict[str, list[str]], dest: str | Path
+) -> None:
+    """A parameter study's validation accuracy (mean ± std, and each seed) per family and
+    swept hyperparameter: rows are mnistflow.aggregate's settings, results its runs, panels
+    {family: the hyperparameters it swept, or ["setting"]}.
+
+    Settings that agree on the other swept hyperparameters are joined by a line; the winner
+    is starred.
+    """
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    columns = max(len(keys) for keys in panels.values())
+    fig, axes = plt.subplots(
+        len(families), columns, figsize=(5 * columns, 5 * len(families)), squeeze=False
+    )
+    for family, family_axes in zip(families, axes, strict=True):
+        family_rows = [row for row in rows if row["family"] == family]
+        seeds = {}
+        for result in results:
+            if result["family"] == family:
+                seeds.setdefault(result["setting"], []).append(result["val_accuracy"])
+        for ax, key in zip(family_axes, panels[family], strict=False):
+            _plot_panel(ax, family, key, panels[family], family_rows, seeds)
+        for ax in family_axes[len(panels[family]) :]:
+            ax.axis("off")
+    fig.tight_layout()
+    _save(fig, dest)
+
+
+def _plot_panel(ax, family: str, key: str, keys: list[str], rows: list[dict], seeds: dict):
+    def value(row, k):
+        return row["setting"] if k == "setting" else row["hyperparameters"].get(k)
+
+    x_all, numeric = _axis_values([value(row, key) for row in rows])
+    x_of = {row["setting"]: x for row, x in zip(rows, x_all, strict=True)}
+    others = [k for k in keys if k != key]
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        label = ", ".join(f"{k}={hyperparameter_text(value(row, k))}" for k in others)
+        series.setdefault(label, []).append(row)
+
+    def series_order(item):  # by the other hyperparameters' values, numbers numerically
+        return tuple(value_order(value(item[1][0], k)) for k in others)
+
+    for label, members in sorted(series.items(), key=series_order):
+        members.sort(key=lambda row: x_of[row["setting"]])
+        xs = [x_of[row["setting"]] for row in members]
+        line = ax.errorbar(
+            xs,
+            [row["val_accuracy_mean"] for row in members],
+            yerr=[row["val_accuracy_std"] or 0.0 for row in members],
+            marker="o",
+            capsize=3,
+            label=label or None,
+        )
+        colour = line.lines[0].get_color()
+        for row in members:
+            points = seeds.get(row["setting"], [])
+            ax.scatter([x_of[row["setting"]]] * len(points), points, s=10, alpha=0.35, color=colour)
+    for row in rows:
+        if row["winner"]:
+            ax.scatter(
+                [x_of[row["setting"]]],
+                [row["val_accuracy_mean"]],
+                marker="*",
+                s=260,
+                color="gold",
+                edgecolors="black",
+                zorder=5,
+                label="winner",
+            )
+    if numeric:
+        positive = [x for x in x_all if x > 0]
+        if len(positive) == len(x_all) and max(positive) / min(positive) >= 10:
+            ax.set_xscale("log")
+        ticks = sorted(set(x_all))
+        if len(ticks) <= 10:  # label the values tried, not round numbers between them
+            ax.set_xticks(ticks, [hyperparameter_text(x) for x in ticks])
+            ax.minorticks_off()
+    else:
+        labels = sorted({json.dumps(value(row, key)) for row in rows})
+        ax.set_xticks(range(len(labels)))
+        texts = [label.strip('"') for label in labels]
+        long = max(map(len, texts)) > 10  # tilt long labels so that they do not overlap
+        ax.set_xticklabels(texts, rotation=30 if long else 0, ha="right" if long else "center")
+    ax.set(title=f"{family}: validation accuracy vs {key}", xlabel=key, ylabel="val accuracy")
+    if len(series) <= 12:  # below the panel, where it hides no point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mnistflow import sweeps
+from mnistflow import distribution_config, sweeps
 
 DEFAULT_RUN = "default"
 
@@ -161,46 +161,6 @@ def check_cli_config_for_cluster_jobs(config_args) -> None:
     raise ConfigError("\n".join(lines))
 
 
-def distribution_errors(config: dict) -> list[str]:
-    """The ``distribution`` settings that do not fit together or with ``compute.backend``.
-
-    One line per problem, naming the key and the fix, as config_errors() does; run after the
-    schema passed (so the types are right), with the schema's defaults for missing keys.
-    """
-    dist = {"mode": "none", "processes": 1, "nodes": 1, "devices": 1}
-    dist.update(config.get("distribution") or {})
-    backend = (config.get("compute") or {}).get("backend", "tensorflow")
-    mode, processes, nodes, devices = (dist[k] for k in ("mode", "processes", "nodes", "devices"))
-    lines = []
-    if mode != "none" and backend != "jax":
-        lines.append(
-            f"  distribution.mode: {mode!r} needs compute.backend: jax (it is {backend!r}); "
-            "set compute.backend: jax (pip install jax), or distribution.mode: none "
-            "(TensorFlow's multi-worker training is broken with Keras 3: keras-team/keras#20585)"
-        )
-    if mode == "none":
-        for key, value in (("processes", processes), ("devices", devices), ("nodes", nodes)):
-            if value != 1:
-                lines.append(
-                    f"  distribution.{key}: {value} needs distribution.mode: "
-                    f"{'processes' if key != 'devices' else 'devices'} (with mode none it "
-                    "must be 1); set the mode, or remove the key"
-                )
-    elif mode == "devices":
-        for key, value in (("processes", processes), ("nodes", nodes)):
-            if value != 1:
-                lines.append(
-                    f"  distribution.{key}: {value}, but mode devices is one process on one "
-                    "node; set it to 1, or distribution.mode: processes"
-                )
-    elif nodes > processes:
-        lines.append(
-            f"  distribution.nodes: {nodes} nodes for {processes} processes leaves nodes "
-            "idle; set distribution.nodes to at most distribution.processes"
-        )
-    return lines
-
-
 # The workflow's outputs (results, logs, benchmarks, data) and Snakemake's records, relative
 # to the working directory: the checkpoint folder's clean-up must never reach into them.
 OUTPUT_DIRS = ("results", "logs", "benchmarks", "resources", ".snakemake")
@@ -230,11 +190,20 @@ def validate_config(config: dict, schema_path: str | Path, validate: Callable) -
     schema = yaml.load(Path(schema_path).read_text(), Loader=loader)
     config.update(_coerce_cli_strings(config, schema))
     # The study's values are checked against the families' keys once its structure is valid.
-    errors = (
-        config_errors(config, schema)
-        or sweeps.config_errors(config, schema)
-        or distribution_errors(config) + checkpoint_errors(config)
-    )
+    _raise_if(config_errors(config, schema) or sweeps.config_errors(config, schema))
+    validate(config, str(schema_path), set_default=True)
+    # What does not fit together, read with the schema's defaults filled in.
+    _raise_if(distribution_errors(config) + checkpoint_errors(config))
+
+
+def distribution_errors(config: dict) -> list[str]:
+    """The ``distribution`` settings that do not fit together or with ``compute.backend``
+    (mnistflow.distribution_config), in a configuration with the schema's defaults."""
+    found = distribution_config.errors(config["distribution"], config["compute"]["backend"])
+    return [f"  {line}" for line in found]
+
+
+def _raise_if(errors: list[str]) -> None:
     if errors:
         raise ConfigError(
             "invalid configuration (config/config.yaml or --config):\n"
@@ -242,7 +211,6 @@ def validate_config(config: dict, schema_path: str | Path, validate: Callable) -
             + "\nFix these keys; the schema with every key and its default is "
             "workflow/schemas/config.schema.yaml."
         )
-    validate(config, str(schema_path), set_default=True)
 
 
 def canonical(hp: dict) -> dict:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import jsonschema
 
+from mnistflow.hyperparameter_values import value_order
+
 BASE_SETTING = "base"
 MAX_SETTING_NAME = 120  # characters; keeps run directories well below file-name limits
 NAME_PART = re.compile(r"[A-Za-z0-9_.-]+")
@@ -159,13 +161,6 @@ def family_settings(family_sweep: dict) -> list[dict]:
         if unique.setdefault(name, overrides) != overrides:
             raise ValueError(f"settings {unique[name]} and {overrides} would share the name {name}")
     return [unique[name] for name in sorted(unique)]
-
-
-def value_order(value) -> tuple:
-    """Numbers by value, anything else by its JSON text."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value, "")
-    return (1, 0, json.dumps(value, sort_keys=True))
 
 
 def canonical_sweep(sweep: dict) -> dict:

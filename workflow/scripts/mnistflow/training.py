@@ -20,11 +20,12 @@ import numpy as np
 
 from mnistflow import checkpoint, distribution, models, numerics, predictions, preprocess, stopping
 from mnistflow.atomic import atomic_path, write_text
+from mnistflow.sources import module_files
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 # What the training's result depends on: a checkpoint written by other code is not resumed.
-CODE = [Path(models.__file__), Path(__file__), Path(checkpoint.__file__)]
-CODE.append(Path(distribution.__file__))  # how batches are split between devices
+# This module and every package module it imports (the model, how batches are split...).
+CODE = module_files(__file__)
 
 
 class EpochLog(keras.callbacks.Callback):

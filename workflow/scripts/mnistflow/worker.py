@@ -3,7 +3,7 @@
 ``python -m mnistflow.worker <arguments.json>``: workflow/scripts/train.py writes the
 training's arguments to the JSON file and starts one worker per process with
 ``launch.run_workers``; each worker learns its place from its environment
-(``launch.this_process``), joins the others (``distribution.setup``) and trains. Only
+(``place.this_process``), joins the others (``distribution.setup``) and trains. Only
 process 0 logs and writes outputs and checkpoints; the exit code is the training's.
 """
 
@@ -30,12 +30,12 @@ def main(argv: list[str]) -> int:
         print("usage: python -m mnistflow.worker <arguments.json>", file=sys.stderr)
         return 2
     arguments = json.loads(Path(argv[0]).read_text())
-    from mnistflow import launch
+    from mnistflow import place
 
-    process = launch.this_process()
+    process = place.this_process()
     expected = arguments["processes"]
     if process.count != expected:
-        raise launch.LaunchError(
+        raise place.LaunchError(
             f"this training was configured for {expected} processes "
             f"(distribution.processes), but was started as {process.count}: ask the "
             f"scheduler for {expected} tasks (the train rule's `tasks` resource does)"
