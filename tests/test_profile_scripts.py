@@ -1,14 +1,14 @@
-"""Unit tests of the profile scripts (profiles/lib, profiles/pjm, profiles/uge, profiles/pbs).
+"""Unit tests of the profile scripts (profiles/lib: clusterjob and pjm_lib, uge_lib, pbs_lib).
 
 The pure logic (clusterjob, pjm_lib, uge_lib, pbs_lib) is tested directly; the
-executables are run as the cluster-generic plugin runs them, against the PJM
+entry point (clusterjob.py submit|status <scheduler>) is run as the cluster-generic
+plugin runs it, against the PJM
 simulator or against stand-in commands that fail, to check what Snakemake would
 be told; the profiles' site-setting checks run through the real snakemake CLI.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,26 +20,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PJM_PROFILE = REPO / "profiles" / "pjm"
-UGE_PROFILE = REPO / "profiles" / "uge"
-PBS_PROFILE = REPO / "profiles" / "pbs"
+PROFILES = ("pbs", "uge", "pjm", "slurm")
 LIB = REPO / "profiles" / "lib"
 PJM_SIM = REPO / "tests" / "schedulers" / "pjm_sim"
+CLUSTERJOB = LIB / "clusterjob.py"
 
+sys.path.insert(0, str(LIB))
+import clusterjob  # noqa: E402
+import pbs_lib  # noqa: E402
+import pjm_lib  # noqa: E402
+import uge_lib  # noqa: E402
 
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pjm_lib = load(PJM_PROFILE / "pjm_lib.py")
-uge_lib = load(UGE_PROFILE / "uge_lib.py")
-pbs_lib = load(PBS_PROFILE / "pbs_lib.py")
-clusterjob = load(LIB / "clusterjob.py")
-# The libraries import clusterjob from ../lib themselves: the same exception class.
-SiteSettingError = sys.modules["clusterjob"].SiteSettingError
+SiteSettingError = clusterjob.SiteSettingError
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 EVIL = ["a; touch /tmp/pwned_unit", "$(id)", "`id`", "x' y \"z", "-L rscgrp=other"]
@@ -220,10 +212,15 @@ def run(cmd, cwd, env) -> subprocess.CompletedProcess:
     )
 
 
+def entry(action: str, scheduler: str) -> list:
+    """What the profiles' cluster-generic-submit-cmd / -status-cmd run."""
+    return [CLUSTERJOB, action, scheduler]
+
+
 def wait_status(jobid, cwd, env, timeout=20) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        status = run([PJM_PROFILE / "pjm_status.py", jobid], cwd, env).stdout.strip()
+        status = run([*entry("status", "pjm"), jobid], cwd, env).stdout.strip()
         if status != "running" or time.monotonic() > deadline:
             return status
         time.sleep(0.3)
@@ -231,7 +228,7 @@ def wait_status(jobid, cwd, env, timeout=20) -> str:
 
 def test_submit_status_cancel_round_trip(tmp_path, sim_env):
     ok = jobscript(tmp_path, props(gpu=1), 'echo "gpus=$CUDA_VISIBLE_DEVICES"')
-    r = run([PJM_PROFILE / "pjm_submit.py", ok], tmp_path, sim_env)
+    r = run([*entry("submit", "pjm"), ok], tmp_path, sim_env)
     assert r.returncode == 0, r.stderr
     jobid = r.stdout.strip()
     assert jobid.isdigit()
@@ -240,14 +237,16 @@ def test_submit_status_cancel_round_trip(tmp_path, sim_env):
     assert out.read_text().strip() == "gpus=0"
 
     bad = jobscript(tmp_path, props(), "exit 3")
-    jobid = run([PJM_PROFILE / "pjm_submit.py", bad], tmp_path, sim_env).stdout.strip()
+    jobid = run([*entry("submit", "pjm"), bad], tmp_path, sim_env).stdout.strip()
     assert wait_status(jobid, tmp_path, sim_env) == "failed"
 
     slow = jobscript(tmp_path, props(), "sleep 60")
-    jobid = run([PJM_PROFILE / "pjm_submit.py", slow], tmp_path, sim_env).stdout.strip()
-    status = run([PJM_PROFILE / "pjm_status.py", jobid], tmp_path, sim_env).stdout.strip()
+    jobid = run([*entry("submit", "pjm"), slow], tmp_path, sim_env).stdout.strip()
+    status = run([*entry("status", "pjm"), jobid], tmp_path, sim_env).stdout.strip()
     assert status == "running"
-    assert run([PJM_PROFILE / "pjm_cancel.py", jobid], tmp_path, sim_env).returncode == 0
+    cancel = clusterjob.profile("pjm").cancel_cmd  # the plugin runs [cancel_cmd, *ids]
+    assert cancel == "pjdel"
+    assert run([cancel, jobid], tmp_path, sim_env).returncode == 0
     assert wait_status(jobid, tmp_path, sim_env) == "failed"
 
 
@@ -265,7 +264,7 @@ def test_simulator_enforces_elapse(tmp_path, sim_env):
 def test_submit_reports_pjsub_errors(tmp_path, sim_env):
     script = jobscript(tmp_path, props(pjm_rscgrp="nosuchgroup"))
     env = {**sim_env, "PJM_SIM_RSCGRPS": "small,large"}
-    r = run([PJM_PROFILE / "pjm_submit.py", script], tmp_path, env)
+    r = run([*entry("submit", "pjm"), script], tmp_path, env)
     assert r.returncode == 1
     assert "resource group does not exist" in r.stderr
     assert r.stdout == ""
@@ -275,7 +274,7 @@ def test_hostile_wildcards_reach_pjsub_sanitised_and_run_nothing(tmp_path, sim_e
     evil = "a; touch pwned_a $(touch pwned_b) `touch pwned_c`"
     p = props(pjm_gfscache="/vol0004:/vol0005")
     p["wildcards"] = {"run": evil}
-    r = run([PJM_PROFILE / "pjm_submit.py", jobscript(tmp_path, p)], tmp_path, sim_env)
+    r = run([*entry("submit", "pjm"), jobscript(tmp_path, p)], tmp_path, sim_env)
     assert r.returncode == 0, r.stderr
     jobid = r.stdout.strip()
     wait_status(jobid, tmp_path, sim_env)
@@ -293,9 +292,7 @@ def test_hostile_wildcards_reach_pjsub_sanitised_and_run_nothing(tmp_path, sim_e
     ],
 )
 def test_submit_refuses_bad_values_with_a_message_and_no_pjsub(tmp_path, sim_env, resources, named):
-    r = run(
-        [PJM_PROFILE / "pjm_submit.py", jobscript(tmp_path, props(**resources))], tmp_path, sim_env
-    )
+    r = run([*entry("submit", "pjm"), jobscript(tmp_path, props(**resources))], tmp_path, sim_env)
     assert r.returncode == 1 and r.stdout == ""
     assert "Traceback" not in r.stderr
     assert named in r.stderr and "nothing submitted" in r.stderr
@@ -316,22 +313,19 @@ def test_status_survives_a_failing_pjstat(tmp_path):
     """pjstat down or timing out: report running (exit 0) and let the next poll decide."""
     fake_command(tmp_path, "pjstat", 'echo "[ERR.] PJM 0020 pjstat cannot connect" >&2; exit 1')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([PJM_PROFILE / "pjm_status.py", "123"], tmp_path, env)
+    r = run([*entry("status", "pjm"), "123"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "cannot connect" in r.stderr
 
 
 @pytest.mark.parametrize(
-    "script, variable",
-    [
-        (PJM_PROFILE / "pjm_status.py", "PJM_PJSTAT"),
-        (UGE_PROFILE / "uge_status.py", "UGE_QSTAT"),
-        (PBS_PROFILE / "pbs_status.py", "PBS_QSTAT"),
-    ],
+    "scheduler, variable", [("pjm", "PJM_PJSTAT"), ("uge", "UGE_QSTAT"), ("pbs", "PBS_QSTAT")]
 )
-def test_status_stops_the_run_when_the_status_command_does_not_exist(tmp_path, script, variable):
+def test_status_stops_the_run_when_the_status_command_does_not_exist(tmp_path, scheduler, variable):
     """Not on PATH at all: exit non-zero (cluster-generic stops the run) and say why."""
-    r = run([script, "123"], tmp_path, {**os.environ, variable: "no-such-command"})
+    r = run(
+        [*entry("status", scheduler), "123"], tmp_path, {**os.environ, variable: "no-such-command"}
+    )
     assert r.returncode != 0 and r.stdout == ""
     assert "'no-such-command' was not found" in r.stderr
     assert "Traceback" not in r.stderr
@@ -345,7 +339,7 @@ def test_status_looks_in_the_history_when_the_job_left_the_live_list(tmp_path):
         '*) printf "JOB_ID ST EC PC\\n";; esac',
     )
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    assert run([PJM_PROFILE / "pjm_status.py", "77"], tmp_path, env).stdout.strip() == "success"
+    assert run([*entry("status", "pjm"), "77"], tmp_path, env).stdout.strip() == "success"
 
 
 def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
@@ -355,9 +349,9 @@ def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
         "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "MNIST_PJM_MISSING_GRACE": "0.5",
     }
-    assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "running"
+    assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.7)
-    assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "failed"
+    assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "failed"
 
 
 # --- uge_lib (same design, qsub instead of pjsub) --------------------------------------
@@ -452,7 +446,7 @@ def test_qsub_output_and_qacct_parsing():
 def test_uge_status_survives_failing_commands(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "error: commlib error" >&2; exit 1')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([UGE_PROFILE / "uge_status.py", "5"], tmp_path, env)
+    r = run([*entry("status", "uge"), "5"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
 
 
@@ -460,7 +454,9 @@ def test_scripts_import_nothing_but_the_standard_library():
     """They run on login nodes with whatever python3 is there."""
     allowed = set(sys.stdlib_module_names) | {"__future__", "clusterjob", "jobsetup"}
     allowed |= {"pjm_lib", "uge_lib", "pbs_lib", "slurm_lib"}
-    for path in REPO.glob("profiles/*/*.py"):
+    paths = list(REPO.glob("profiles/*/*.py"))
+    assert {p.name for p in paths} >= {"clusterjob.py", "jobsetup.py", "pbs_lib.py", "uge_lib.py"}
+    for path in paths:
         for line in path.read_text().splitlines():
             words = line.split()
             if words[:1] in (["import"], ["from"]):
@@ -618,17 +614,51 @@ def test_pbs_qstat_json_lookup():
 def test_pbs_status_tolerates_a_failing_qstat_and_knows_an_unknown_job(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "Connection refused" >&2; exit 15010')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env)
+    r = run([*entry("status", "pbs"), "5.vm"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "Connection refused" in r.stderr
     fake_command(tmp_path, "qstat", 'echo "qstat: Unknown Job Id $5" >&2; exit 153')
     env["MNIST_PBS_MISSING_GRACE"] = "0.3"
-    assert run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env).stdout.strip() == "running"
+    assert run([*entry("status", "pbs"), "5.vm"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.5)
-    assert run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env).stdout.strip() == "failed"
+    assert run([*entry("status", "pbs"), "5.vm"], tmp_path, env).stdout.strip() == "failed"
 
 
 # --- the profiles as Snakemake reads them -------------------------------------------------
+
+
+def bootstrap(profile: str) -> str:
+    """The lines of a config.yaml that find ../lib (from the frame walk to the import)."""
+    text = (REPO / "profiles" / profile / "config.yaml").read_text()
+    return text[text.index("__definitions__:") : text.index("    import clusterjob\n")]
+
+
+def test_every_profile_finds_lib_with_the_same_lines_and_clusterjob_does_the_rest():
+    assert "profile_dir" in bootstrap("pbs")
+    for profile in PROFILES:
+        assert bootstrap(profile) == bootstrap("pbs"), profile
+        text = (REPO / "profiles" / profile / "config.yaml").read_text()
+        assert f'PROFILE = clusterjob.profile("{profile}")' in text
+    assert sorted(p.name for p in (REPO / "profiles").glob("*/*.py")) == sorted(
+        ["clusterjob.py", "jobsetup.py", *(f"{s}_lib.py" for s in PROFILES)]
+    )
+
+
+def test_the_commands_name_the_entry_point_quoted_for_the_shell(monkeypatch):
+    monkeypatch.setattr(clusterjob, "HERE", Path("/site/my profiles {x}/lib"))
+    p = clusterjob.profile("uge", {"MNIST_UGE_QUEUE": "gpu.q"})
+    # The plugin formats the submit command with the wildcards first: braces doubled.
+    assert p.submit_cmd == "'/site/my profiles {{x}}/lib/clusterjob.py' submit uge"
+    assert p.status_cmd == "'/site/my profiles {x}/lib/clusterjob.py' status uge"
+    assert (p.cancel_cmd, p.site["uge_queue"]) == ("qdel", "gpu.q")
+    assert clusterjob.profile("slurm", {}).submit_cmd == ""  # the SLURM plugin submits itself
+
+
+@pytest.mark.parametrize("argv", [[], ["submit", "slurm", "x"], ["cancel", "pbs", "1"]])
+def test_entry_point_usage(tmp_path, argv):
+    r = run([CLUSTERJOB, *argv], tmp_path, os.environ)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("usage: clusterjob.py submit|status {pbs|uge|pjm}")
 
 
 def toy(tmp_path: Path) -> Path:
@@ -708,6 +738,6 @@ def test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub(tmp_path):
     )  # fmt: skip
     assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "pjm_submit.py: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
+    assert "pjm submit: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
     assert "Traceback" not in out
     assert not (state / "jobs").exists() or not list((state / "jobs").iterdir())

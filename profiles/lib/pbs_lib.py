@@ -1,18 +1,19 @@
 """What is specific to PBS Professional / OpenPBS (ABCI 3.0 and many university clusters).
 
-Used by pbs_submit.py, pbs_status.py and pbs_cancel.py (called by the
-snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
-the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
+What clusterjob.py (`clusterjob.py submit|status pbs`, the entry point the
+cluster-generic plugin runs) and profiles/pbs/config.yaml need to know about PBS:
+its site settings, the qsub options of a job, and how to read qsub's and qstat's
+answers. The scheduler-independent part is clusterjob.py. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import subprocess
+from collections.abc import Callable
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from clusterjob import (  # noqa: E402
+from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
@@ -23,10 +24,17 @@ from clusterjob import (  # noqa: E402
     int_resource,
     job_name,
     job_shape,
+    query,
     runtime_seconds,
     settings_from_environment,
 )
-from jobsetup import exports_environment  # noqa: E402
+from jobsetup import exports_environment
+
+SCHEDULER = "pbs"
+PREFIX = "PBS"  # PBS_QSUB, PBS_QSTAT, PBS_QDEL name other commands; MNIST_PBS_LOGDIR ...
+SUBMIT, CANCEL = "qsub", "qdel"
+SUBMIT_IN_LOGDIR = False  # -o names the directory
+LOOKS_IN = "qstat -x"
 
 SETTINGS = [
     Setting("MNIST_PBS_MODE", "pbs_mode", r"generic|abci", "'generic' or 'abci'", "generic"),
@@ -120,6 +128,16 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     return args
 
 
+def submit_args(props: dict, jobscript_text: str, logdir: str) -> list[str]:
+    return build_qsub_args(props, logdir)
+
+
+def submitted_job_id(proc: subprocess.CompletedProcess) -> str:
+    if proc.returncode != 0:
+        raise ValueError(f"qsub exited {proc.returncode}: {proc.stderr.strip()}")
+    return parse_submit_output(proc.stdout)
+
+
 def parse_submit_output(output: str) -> str:
     """qsub prints only the job id, e.g. "12.vm" or "4321.pbs1" (OpenPBS and PBS Pro)."""
     lines = output.strip().splitlines()
@@ -161,3 +179,20 @@ def job_status(job: dict) -> tuple[str, str]:
     if exit_status == 0:
         return "success", ""
     return "failed", f"Exit_status {exit_status}: {comment}"
+
+
+UNKNOWN_JOB = 153  # qstat's exit code for a job id it does not know (any more)
+
+
+def find_job(jobid: str, command: Callable[[str], str]) -> tuple[str, str] | None:
+    """(running | success | failed, why) from `qstat -x -f -F json JOBID`; None if unknown.
+
+    -x: finished jobs too, from the job history. job_state F with Exit_status 0 is
+    success; Exit_status -29 (killed at its walltime), other non-zero codes and
+    qdel (substate 91) are failures.
+    """
+    proc = query([command("qstat"), "-x", "-f", "-F", "json", jobid])
+    if proc.returncode not in (0, UNKNOWN_JOB):
+        raise RuntimeError(f"qstat exited {proc.returncode}: {proc.stderr.strip()}")
+    job = parse_qstat_json(proc.stdout, jobid) if proc.returncode == 0 else None
+    return None if job is None else job_status(job)

@@ -1,8 +1,10 @@
 """What is specific to Grid Engine (Altair/Univa Grid Engine, Son of Grid Engine).
 
-Used by uge_submit.py, uge_status.py and uge_cancel.py (called by the
-snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
-the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
+What clusterjob.py (`clusterjob.py submit|status uge`, the entry point the
+cluster-generic plugin runs) and profiles/uge/config.yaml need to know about Grid
+Engine: its site settings, the qsub options of a job, and how to read qsub's,
+qstat's and qacct's answers. The scheduler-independent part is clusterjob.py.
+Standard library only.
 
 ABCI 2.0's resource types (rt_F, rt_G.small, ...) retired with its Grid Engine
 in October 2024: ABCI 3.0 runs PBS Professional, see profiles/pbs.
@@ -13,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
+import subprocess
+from collections.abc import Callable
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from clusterjob import (  # noqa: E402
+from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
@@ -26,10 +28,17 @@ from clusterjob import (  # noqa: E402
     int_resource,
     job_name,
     job_shape,
+    query,
     runtime_seconds,
     settings_from_environment,
 )
-from jobsetup import exports_environment  # noqa: E402
+from jobsetup import exports_environment
+
+SCHEDULER = "uge"
+PREFIX = "UGE"  # UGE_QSUB, UGE_QSTAT, UGE_QACCT, UGE_QDEL name other commands; MNIST_UGE_LOGDIR ...
+SUBMIT, CANCEL = "qsub", "qdel"
+SUBMIT_IN_LOGDIR = False  # -o names the directory
+LOOKS_IN = "qstat or qacct"
 
 COMPLEX = r"[A-Za-z][A-Za-z0-9_]*"
 COMPLEX_FORM = "one complex name of letters, digits and '_' (e.g. mem_free), nothing after it"
@@ -110,6 +119,17 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     return args
 
 
+def submit_args(props: dict, jobscript_text: str, logdir: str) -> list[str]:
+    return build_qsub_args(props, logdir)
+
+
+def submitted_job_id(proc: subprocess.CompletedProcess) -> str:
+    try:
+        return parse_submit_output(proc.stdout)
+    except ValueError as e:
+        raise ValueError(f"{e} {proc.stderr.strip()}") from None
+
+
 _SUBMITTED_RE = re.compile(r"Your job(?:-array)? (\d+)")
 
 
@@ -159,3 +179,23 @@ def qacct_status(record: dict[str, str]) -> str:
     failed = record.get("failed", "0").split()[0]
     exit_status = record.get("exit_status", "0").split()[0]
     return "success" if failed == "0" and exit_status == "0" else "failed"
+
+
+def find_job(jobid: str, command: Callable[[str], str]) -> tuple[str, str] | None:
+    """(running | success | failed, why); None where neither qstat nor qacct knows the job.
+
+    A job listed by qstat is running (or failed, in an error state such as Eqw);
+    a finished job is judged by its accounting record (qacct -j).
+    """
+    proc = query([command("qstat")])
+    if proc.returncode != 0:
+        raise RuntimeError(f"qstat exited {proc.returncode}: {proc.stderr.strip()}")
+    state = parse_qstat(proc.stdout).get(jobid)
+    if state is not None:
+        return qstat_status(state), f"in error state {state}"
+    proc = query([command("qacct"), "-j", jobid])
+    record = parse_qacct(proc.stdout) if proc.returncode == 0 else None
+    if record is None:
+        return None
+    why = f"failed={record.get('failed')} exit_status={record.get('exit_status')}"
+    return qacct_status(record), why
