@@ -187,7 +187,7 @@ def test_qdel_is_a_failure_and_the_job_is_retried(tmp_path):
     assert [j for j, _ in preps][0] == jobid and len(preps) == 2, out
     assert preps[0][1]["substate"] == 91  # deleted; its Exit_status says nothing reliable
     assert preps[1][1]["Exit_status"] == 0
-    assert f"pbs_status: job {jobid} failed: deleted (qdel)" in out
+    assert f"pbs status: job {jobid} failed: deleted (qdel)" in out
     assert (work / target).read_text().strip() == "raw"
 
 
