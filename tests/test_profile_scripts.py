@@ -741,3 +741,56 @@ def test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub(tmp_path):
     assert "pjm submit: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
     assert "Traceback" not in out
     assert not (state / "jobs").exists() or not list((state / "jobs").iterdir())
+
+
+# --- gpu_model (config resources.train.gpu_model) on PBS, Grid Engine, PJM ----------------
+
+
+def test_gpu_model_becomes_the_sites_resource_on_pbs_and_grid_engine():
+    pbs = pbs_lib.build_qsub_args(
+        props(gpu=1, gpu_model="a100", pbs_gpu_model_resource="gpu_model"), "l/"
+    )
+    assert "select=1:ncpus=2:mem=4000mb:ngpus=1:gpu_model=a100" in pbs
+    uge = uge_lib.build_qsub_args(
+        props(gpu=2, gpu_model="a100", uge_gpu_model_resource="gpu_type"), "l/"
+    )
+    assert uge[-4:] == ["-l", "gpu=2", "-l", "gpu_type=a100"]
+    # gpu_model empty (the default): nothing more, whatever the site setting.
+    assert (
+        pbs_lib.build_qsub_args(props(gpu=1, gpu_model="", pbs_gpu_model_resource="gm"), "l/")[8]
+        == "select=1:ncpus=2:mem=4000mb:ngpus=1"
+    )
+    assert uge_lib.build_qsub_args(props(gpu=1, gpu_model=""), "l/")[-2:] == ["-l", "gpu=1"]
+
+
+@pytest.mark.parametrize(
+    "build, resources, named",
+    [
+        (pbs_lib.build_qsub_args, {}, "set MNIST_PBS_GPU_MODEL_RESOURCE to your site's resource"),
+        (uge_lib.build_qsub_args, {}, "set MNIST_UGE_GPU_MODEL_RESOURCE to your site's resource"),
+        (pbs_lib.build_qsub_args, {"pbs_mode": "abci", "pbs_project": "g1"}, "MNIST_PBS_MODE=abci"),
+        (lambda p, _: pjm_lib.build_pjsub_args(p), {}, "set MNIST_PJM_GPU_RSCGRP"),
+    ],
+)
+def test_gpu_model_without_a_way_to_ask_for_it_is_refused_naming_the_setting(
+    build, resources, named
+):
+    with pytest.raises(SiteSettingError, match="resource gpu_model='a100'") as e:
+        build(props(gpu=1, gpu_model="a100", **resources), "l/")
+    assert named in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "build, key", [(pbs_lib.build_qsub_args, "pbs"), (uge_lib.build_qsub_args, "uge")]
+)
+def test_gpu_model_that_would_add_requests_or_has_no_gpus_is_refused(build, key):
+    site = {f"{key}_gpu_model_resource": "gm"}
+    with pytest.raises(SiteSettingError, match="gpu_model='a100:ncpus=99' is not accepted"):
+        build(props(gpu=1, gpu_model="a100:ncpus=99", **site), "l/")
+    with pytest.raises(SiteSettingError, match="no GPUs: set resources.train.gpu"):
+        build(props(gpu=0, gpu_model="a100", **site), "l/")
+    variable = f"MNIST_{key.upper()}_GPU_MODEL_RESOURCE"
+    module = {"pbs": pbs_lib, "uge": uge_lib}[key]
+    with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
+        module.site_settings({variable: "gm=a100,ngpus"})
+    assert module.site_settings({variable: "gpu_type"})[f"{key}_gpu_model_resource"] == "gpu_type"

@@ -140,6 +140,37 @@ def job_shape(resources: dict) -> Shape:
     return Shape(nodes, tasks)
 
 
+def gpu_model_request(resources: dict, gpus: int, scheduler: str, setting: str) -> str:
+    """ "<resource>=<model>" for a job's `gpu_model` (config resources.train.gpu_model), or "".
+
+    Neither PBS nor Grid Engine has a standard way to ask for a GPU model: a site defines
+    its own resource for it (PBS: a host-level string resource in the select; Grid
+    Engine: a string complex), which `setting` names (its value arrives here as the
+    resource `setting` stands for, already checked). Without it the job is refused.
+    """
+    model = str(resources.get("gpu_model") or "").strip()
+    if not model:
+        return ""
+    fix = "fix resources.train.gpu_model in config/config.yaml, or leave it empty"
+    if not re.fullmatch(NAME, model):
+        raise SiteSettingError(f"resource gpu_model={model!r} is not accepted: {NAME_FORM}; {fix}")
+    if gpus <= 0:
+        raise SiteSettingError(
+            f"resource gpu_model={model!r} asks for a GPU model but no GPUs: set "
+            f"resources.train.gpu to the number of GPUs too, or leave gpu_model empty"
+        )
+    variable, resource = setting.split(":")
+    name = resources.get(resource)
+    if not name:
+        raise SiteSettingError(
+            f"resource gpu_model={model!r}: {scheduler} has no standard request for a GPU "
+            f"model, each site names its own: set {variable} to your site's resource for it "
+            f"(the name in '<name>={model}', from the site's user guide), or leave "
+            "resources.train.gpu_model empty"
+        )
+    return f"{name}={model}"
+
+
 # --- site settings ------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from clusterjob import (
     check_extra,
     check_resources,
     format_hms,
+    gpu_model_request,
     int_resource,
     job_name,
     job_shape,
@@ -43,6 +44,9 @@ SETTINGS = [
     Setting("MNIST_PBS_ACCOUNT", "pbs_account", NAME, f"an account string: {NAME_FORM}"),
     Setting("MNIST_PBS_GPU_RESOURCE", "pbs_gpu_resource", r"[A-Za-z][A-Za-z0-9_]*",
             "a resource name of letters, digits and '_' (e.g. ngpus)", "ngpus"),
+    # generic mode: the site's string resource for a GPU model (no standard one), e.g. gpu_model
+    Setting("MNIST_PBS_GPU_MODEL_RESOURCE", "pbs_gpu_model_resource", r"[A-Za-z][A-Za-z0-9_]*",
+            "a resource name of letters, digits and '_' (e.g. gpu_model)"),
     # abci mode: the queue per rule instead of the automatic rt_HC / rt_HG / rt_HF
     # (set with --set-resources train:pbs_rt=rt_HF; no environment variable).
     Setting("--set-resources RULE:pbs_rt", "pbs_rt", NAME, f"a queue name: {NAME_FORM}"),
@@ -78,8 +82,10 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
 
     The site settings arrive as resources (SETTINGS), each checked here again:
     set-resources may change them per rule.
-      generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A
-      abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1
+      generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A;
+               gpu_model (with MNIST_PBS_GPU_MODEL_RESOURCE=R): [:R=<gpu_model>]
+      abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1;
+               no gpu_model: ABCI 3.0's resource types fix the GPU
     Both: -N <rule.wildcards> -l walltime=<runtime> -j oe -o <logdir> -V.
     A job of several processes (resources tasks > 1 or nodes > 1, a distributed
     training that mpirun starts) asks for one chunk per node, each with its processes:
@@ -103,6 +109,12 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     if not exports_environment(res):  # MNIST_JOB_ENV=clean: the set-up alone
         args.remove("-V")
     if mode == "abci":
+        if res.get("gpu_model"):
+            raise SiteSettingError(
+                f"resource gpu_model={res['gpu_model']!r}: with MNIST_PBS_MODE=abci the resource "
+                "type (rt_HG, rt_HF) fixes the GPU (ABCI 3.0: H200); leave "
+                "resources.train.gpu_model empty"
+            )
         # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
         # Only whole nodes (rt_HF) span several nodes.
         queue = site.get("pbs_rt") or (abci_queue(gpus) if shape.nodes == 1 else "rt_HF")
@@ -115,6 +127,11 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
             select += f":mem={mem_mb}mb"
         if gpus > 0:
             select += f":{site.get('pbs_gpu_resource', 'ngpus')}={gpus}"
+        model = gpu_model_request(
+            {**res, **site}, gpus, "PBS", "MNIST_PBS_GPU_MODEL_RESOURCE:pbs_gpu_model_resource"
+        )
+        if model:
+            select += f":{model}"
         args += ["-l", select]
         for key, flag in (("pbs_queue", "-q"), ("pbs_project", "-P")):
             if key in site:

@@ -18,6 +18,7 @@ from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
+    SiteSettingError,
     check_extra,
     check_resources,
     format_hms,
@@ -91,6 +92,13 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     if gpus > 0:
         # PJM sites with GPUs (e.g. Wisteria-Aquarius, Genkai) take -L gpu=N.
         args += ["-L", f"gpu={gpus}"]
+    if res.get("gpu_model"):
+        # PJM has no GPU model option: a GPU system's resource group fixes the model.
+        raise SiteSettingError(
+            f"resource gpu_model={res['gpu_model']!r}: PJM has no request for a GPU model, the "
+            "resource group fixes it: set MNIST_PJM_GPU_RSCGRP to the group with that GPU "
+            "(train runs there) and leave resources.train.gpu_model empty"
+        )
     jobenv = site.get("pjm_jobenv") or ("singularity" if apptainer else "")
     if jobenv:
         args += ["-L", f"jobenv={jobenv}"]

@@ -25,6 +25,7 @@ from clusterjob import (
     check_extra,
     check_resources,
     format_hms,
+    gpu_model_request,
     int_resource,
     job_name,
     job_shape,
@@ -55,6 +56,8 @@ SETTINGS = [
     Setting("MNIST_UGE_MEM_RESOURCE", "uge_mem_resource", f"none|{COMPLEX}",
             f"'none' or {COMPLEX_FORM}", "mem_free"),
     Setting("MNIST_UGE_GPU_RESOURCE", "uge_gpu_resource", COMPLEX, COMPLEX_FORM, "gpu"),
+    # The site's string complex for a GPU model (Grid Engine has no standard one), e.g. gpu_type
+    Setting("MNIST_UGE_GPU_MODEL_RESOURCE", "uge_gpu_model_resource", COMPLEX, COMPLEX_FORM),
     Setting("MNIST_UGE_EXTRA", "uge_extra", r"[^\x00-\x1f\x7f]*", "qsub options on one line"),
 ]  # fmt: skip
 
@@ -80,6 +83,8 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
                         "mem_free"; "none" to send none). Not h_vmem: that caps
                         virtual memory, which TensorFlow exceeds easily.
       uge_gpu_resource  consumable complex for GPUs (default "gpu")
+      uge_gpu_model_resource  string complex for resources gpu_model (no default:
+                        a gpu_model without it is refused, naming the setting)
       uge_queue         -q;  uge_project  -P
       uge_extra         more qsub options, split like a shell would (no shell runs)
     """
@@ -112,6 +117,11 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
         args += ["-l", f"{mem_res}={math.ceil(mem_mb * shape.nodes / slots)}M"]
     if gpus > 0:
         args += ["-l", f"{site.get('uge_gpu_resource', 'gpu')}={gpus}"]
+    model = gpu_model_request(
+        {**res, **site}, gpus, "Grid Engine", "MNIST_UGE_GPU_MODEL_RESOURCE:uge_gpu_model_resource"
+    )
+    if model:
+        args += ["-l", model]
     for key, flag in (("uge_queue", "-q"), ("uge_project", "-P")):
         if key in site:
             args += [flag, site[key]]
