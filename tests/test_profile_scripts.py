@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -372,6 +373,7 @@ def test_qsub_args_generic_site():
         "/work/logs/uge/",
         "-l",
         "h_rt=01:30:00",
+        "-notify",
         "-pe",
         "smp",
         "2",
@@ -794,3 +796,39 @@ def test_gpu_model_that_would_add_requests_or_has_no_gpus_is_refused(build, key)
     with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
         module.site_settings({variable: "gm=a100,ngpus"})
     assert module.site_settings({variable: "gpu_type"})[f"{key}_gpu_model_resource"] == "gpu_type"
+
+
+# --- Grid Engine's warning before a kill (-notify) ---------------------------------------
+
+CHILD = """
+import pathlib, signal, sys, time
+folder = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGUSR2, lambda *_: (folder.joinpath("saved").write_text("ok"), sys.exit(140)))
+folder.joinpath("ready").write_text("")
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("with_precommand", [True, False])
+def test_grid_engine_jobs_shell_outlives_the_warning_so_the_training_saves(
+    tmp_path, with_precommand
+):
+    """Grid Engine sends SIGUSR2 to every process of the job, and kills the rest once the job
+    script has exited: with the profile's precommand only the training (its own handler)
+    acts on it; without it the shell dies at once (and Grid Engine then kills the training)."""
+    precommand = clusterjob.profile("uge", {}).precommand
+    assert precommand == "trap '' USR1 USR2" and "-notify" in uge_lib.build_qsub_args(props(), "l/")
+    job = f"{sys.executable} -c '{CHILD}' {tmp_path}; echo exit=$? > {tmp_path}/shell"
+    if with_precommand:
+        job = f"{precommand} && {job}"
+    proc = subprocess.Popen(["/bin/bash", "-c", job], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGUSR2)  # as Grid Engine does, to the whole job
+    proc.wait(timeout=30)
+    if with_precommand:
+        assert (tmp_path / "shell").read_text() == "exit=140\n"  # the shell saw the training end
+        assert (tmp_path / "saved").read_text() == "ok"
+    else:
+        assert proc.returncode == -signal.SIGUSR2 and not (tmp_path / "shell").exists()

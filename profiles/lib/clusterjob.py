@@ -418,6 +418,7 @@ def main(argv: list[str]) -> int:
 class Profile:
     job: dict  # jobsetup.job_setup(): precommand, python and env modes
     site: dict  # the scheduler's site settings, checked: {resource: value}
+    precommand: str = ""  # the scheduler's own (<name>_lib.PRECOMMAND), then the site's set-up
     submit_cmd: str = ""  # cluster-generic-submit-cmd (run in a shell)
     status_cmd: str = ""  # cluster-generic-status-cmd (run in a shell)
     cancel_cmd: str = ""  # cluster-generic-cancel-cmd (run without a shell: one program)
@@ -438,12 +439,15 @@ def profile(name: str, environ=os.environ) -> Profile:
     job = jobsetup.job_setup(environ)
     site = module.site_settings(environ)
     shared_fs = tuple(jobsetup.SHARED_FS_JOB_PYTHON) if job["python"] == "job" else ()
+    lines = [getattr(module, "PRECOMMAND", ""), job["precommand"]]
+    precommand = " && ".join(line for line in lines if line)
     if name not in SCHEDULERS:  # slurm: its own executor plugin runs sbatch
-        return Profile(job, site, shared_fs_usage=shared_fs)
+        return Profile(job, site, precommand, shared_fs_usage=shared_fs)
     entry = shlex.quote(str(HERE / "clusterjob.py"))
     return Profile(
         job,
         site,
+        precommand,
         shared_fs_usage=shared_fs,
         submit_cmd=f"{entry} submit {name}".replace("{", "{{").replace("}", "}}"),
         status_cmd=f"{entry} status {name}",

@@ -40,6 +40,11 @@ PREFIX = "UGE"  # UGE_QSUB, UGE_QSTAT, UGE_QACCT, UGE_QDEL name other commands; 
 SUBMIT, CANCEL = "qsub", "qdel"
 SUBMIT_IN_LOGDIR = False  # -o names the directory
 LOOKS_IN = "qstat or qacct"
+# Grid Engine sends its warnings (-notify's SIGUSR2, s_rt's SIGUSR1) to every process of the
+# job, and kills what is left once the job script has exited: the job's shell and Snakemake
+# ignore them (the default would end both at once, and the training with them), so that the
+# training, which sets its own handlers, saves its checkpoint and stops, and the job ends.
+PRECOMMAND = "trap '' USR1 USR2"
 
 COMPLEX = r"[A-Za-z][A-Za-z0-9_]*"
 COMPLEX_FORM = "one complex name of letters, digits and '_' (e.g. mem_free), nothing after it"
@@ -72,6 +77,7 @@ def site_settings(environ=os.environ) -> dict[str, str]:
 def build_qsub_args(props: dict, logdir: str) -> list[str]:
     """qsub options for one Snakemake job (without the jobscript path).
 
+    Every job: -N -cwd -j y -S /bin/bash -V -o <logdir>, -l h_rt=<runtime>, -notify.
     Site settings arrive as resources (SETTINGS), checked here again, since
     set-resources may change them per rule:
       uge_pe            parallel environment for threads > 1 (default "smp")
@@ -100,6 +106,12 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     seconds = runtime_seconds(res)
     if seconds is not None:
         args += ["-l", f"h_rt={format_hms(seconds)}"]
+    # -notify: SIGUSR2 to every process of the job before Grid Engine kills it, at h_rt and
+    # on qdel, the queue's `notify` time (default 60 s) ahead; training saves its checkpoint
+    # and stops on it. Without it, h_rt is a SIGKILL with no warning. (Not s_rt: on Son of
+    # Grid Engine 8.1.9 its SIGUSR1 came on time, but h_rt was then enforced only by the
+    # qmaster, ~50 s late; profiles/README.md, "Time limits".)
+    args.append("-notify")
     shape = job_shape(res)
     pe = site.get("uge_pe", "smp")
     slots = 1
