@@ -113,7 +113,8 @@ def resume_reference(tmp_path_factory, request) -> Path:
 
     def build(folder: Path) -> Path:
         work = pipeline(folder)
-        snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=900)
+        # 1800 s: at a load of 20 on two cores (six helpers at once) 900 s was not enough.
+        snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=1800)
         return work
 
     return shared_run(tmp_path_factory, request, "resume-reference", build)
