@@ -24,15 +24,62 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 # Files whose tests train several processes each (minutes per test on two cores).
 SLOW_FILES = {"test_distribution.py"}
 
+# The level of every test, so a newcomer can pick: `-m unit` (the package
+# and the profiles' scripts, no Snakemake run), `-m e2e` (the real snakemake CLI on local
+# jobs), `-m scheduler` (real SLURM / Grid Engine / OpenPBS on localhost, the PJM
+# simulator), `-m acceptance` (the real MNIST). A test's own level marker wins (mixed
+# files mark theirs); otherwise its file's below; otherwise unit. `container` marks the
+# tests that need Apptainer and the test image, whatever their level.
+LEVELS = ("acceptance", "scheduler", "e2e", "unit")
+FILE_LEVELS = {
+    "e2e": {
+        "test_bad_input.py", "test_config_injection.py", "test_container.py", "test_deploy.py",
+        "test_documented_commands.py", "test_e2e_pipeline.py", "test_e2e_sweep.py",
+        "test_export.py", "test_report.py", "test_resume_e2e.py", "test_safety_pipeline.py",
+    },
+    "scheduler": {
+        "test_bad_input_schedulers.py", "test_container_schedulers.py", "test_resume_pbs.py",
+        "test_resume_pjm.py", "test_resume_slurm.py", "test_resume_uge.py",
+        "test_scheduler_pbs.py", "test_scheduler_pjm.py", "test_scheduler_slurm.py",
+        "test_scheduler_uge.py", "test_sweep_slurm.py",
+    },
+}  # fmt: skip
+# Tests of unit-level files that run the CLI (named here, not marked in their files: an e2e
+# marker there would make them slow, and leave the fast subset).
+TEST_LEVELS = {
+    "test_profile_refuses_a_bad_site_setting_before_any_submission": "e2e",
+    "test_profile_passes_good_site_settings_to_the_jobs": "e2e",
+    "test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub": "e2e",
+    "test_each_step_imports_only_what_its_environments_hold": "e2e",
+    "test_every_profile_gives_the_set_up_to_snakemake": "e2e",
+    "test_a_stopped_then_killed_two_process_training_resumes": "e2e",
+}
+CONTAINER_FILES = {"test_container.py", "test_container_schedulers.py"}
+
+
+def level(item) -> str:
+    own = [name for name in LEVELS if item.get_closest_marker(name)]
+    if own:
+        return own[0]
+    if item.originalname in TEST_LEVELS:
+        return TEST_LEVELS[item.originalname]
+    return next((lv for lv, files in FILE_LEVELS.items() if item.path.name in files), "unit")
+
 
 def pytest_collection_modifyitems(items) -> None:
-    """Scheduler, acceptance and end-to-end pipeline tests are ``slow`` too: `-m "not slow"`
-    is the fast subset (the slowest tests measured in a run of it, 08:00 UTC 2026-12-03)."""
+    """Every test gets its level (above). Scheduler, acceptance and end-to-end pipeline tests
+    marked as such in their files are ``slow`` too: `-m "not slow"` is the fast subset (the
+    slowest tests measured in a run of it, 08:00 UTC 2026-12-03)."""
     for item in items:
         if item.path.name in SLOW_FILES or any(
             item.get_closest_marker(name) for name in ("scheduler", "acceptance", "e2e")
         ):
             item.add_marker(pytest.mark.slow)
+        lv = level(item)
+        if not item.get_closest_marker(lv):
+            item.add_marker(getattr(pytest.mark, lv))
+        if item.path.name in CONTAINER_FILES:
+            item.add_marker(pytest.mark.container)
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -10,7 +10,9 @@ attempt. One file per scheduler, so that pytest-xdist runs them side by side.
   (1 minute, the least Snakemake can ask for), so it is killed mid-run; the retry asks for
   2 minutes (runtime x attempt) and resumes from the checkpoint. 400 epochs, ~3 minutes of
   CPU per run: the price of a kill nobody times but the scheduler.
-- The short one (tests/test_resume_{pbs,uge,pjm}.py, tests/test_resume_e2e.py): a 12-epoch
+- The long one with Grid Engine's warning (tests/test_resume_uge.py): the same training, no
+  checkpoints but the one written on -notify's SIGUSR2 at h_rt.
+- The short one (tests/test_resume_{pbs,pjm}.py, tests/test_resume_e2e.py): a 12-epoch
   training saves mid-epoch every 0.6 s; once it has saved, the test SIGKILLs it (no warning,
   as a node failure or the scheduler's SIGKILL after its grace time does); the scheduler
   records a failure, Snakemake retries it with more time (runtime x attempt) and it resumes.
@@ -111,7 +113,8 @@ def resume_reference(tmp_path_factory, request) -> Path:
 
     def build(folder: Path) -> Path:
         work = pipeline(folder)
-        snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=900)
+        # 1800 s: at a load of 20 on two cores (six helpers at once) 900 s was not enough.
+        snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=1800)
         return work
 
     return shared_run(tmp_path_factory, request, "resume-reference", build)
@@ -176,6 +179,34 @@ def kill_once_checkpointed(work: Path, *args: str, env: dict | None = None) -> s
         except ProcessLookupError:
             pass
     return wait_snakemake(proc, timeout=1800)
+
+
+def killed_and_resumed(
+    tmp_path: Path,
+    reference: Path,
+    attempts: Callable[[str, dict], list[tuple[bool, str, float]]],
+    *args: str,
+    env: dict | None = None,
+) -> None:
+    """The short set-up through a profile (``args``), the body of every scheduler's short test.
+
+    ``attempts(output, env)`` reads the scheduler's own records of the train attempts, in
+    submission order: (succeeded, the record, its time limit in minutes). Killed ones, then
+    one that succeeded, with 10, 20 (, 30) minutes (runtime x attempt), and a run that
+    resumed as if uninterrupted.
+    """
+    work = short_workdir(tmp_path / "pipeline")  # snakemake's output goes to tmp_path
+    out = kill_once_checkpointed(work, *args, *SHORT_RETRIES, env=env)
+    trains = attempts(out, env or {})
+    assert_attempts([(ok, record) for ok, record, _ in trains])
+    assert [limit for *_, limit in trains] == [10 * n for n in range(1, len(trains) + 1)], trains
+    assert_resumed_as_uninterrupted(work, reference, RUN, SHORT_EPOCHS)
+
+
+def minutes(hms: str) -> float:
+    """'00:10:00' or PJM's '0000:10:00' -> 10 ('00:10:30' -> 10.5)."""
+    hours, mins, secs = hms.split(":")
+    return int(hours) * 60 + int(mins) + int(secs) / 60
 
 
 def assert_attempts(attempts: list[tuple[bool, str]]) -> None:

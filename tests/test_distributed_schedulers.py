@@ -40,8 +40,6 @@ from schedulers.schedtest import (
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "profiles" / "lib"))
-for scheduler in ("pbs", "uge", "pjm"):
-    sys.path.insert(0, str(REPO / "profiles" / scheduler))
 import pbs_lib  # noqa: E402
 import pjm_lib  # noqa: E402
 import uge_lib  # noqa: E402

@@ -1,17 +1,18 @@
-"""Unit tests of the profile scripts (profiles/lib, profiles/pjm, profiles/uge, profiles/pbs).
+"""Unit tests of the profile scripts (profiles/lib: clusterjob and pjm_lib, uge_lib, pbs_lib).
 
 The pure logic (clusterjob, pjm_lib, uge_lib, pbs_lib) is tested directly; the
-executables are run as the cluster-generic plugin runs them, against the PJM
+entry point (clusterjob.py submit|status <scheduler>) is run as the cluster-generic
+plugin runs it, against the PJM
 simulator or against stand-in commands that fail, to check what Snakemake would
 be told; the profiles' site-setting checks run through the real snakemake CLI.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,26 +21,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PJM_PROFILE = REPO / "profiles" / "pjm"
-UGE_PROFILE = REPO / "profiles" / "uge"
-PBS_PROFILE = REPO / "profiles" / "pbs"
+PROFILES = ("pbs", "uge", "pjm", "slurm")
 LIB = REPO / "profiles" / "lib"
 PJM_SIM = REPO / "tests" / "schedulers" / "pjm_sim"
+CLUSTERJOB = LIB / "clusterjob.py"
 
+sys.path.insert(0, str(LIB))
+import clusterjob  # noqa: E402
+import pbs_lib  # noqa: E402
+import pjm_lib  # noqa: E402
+import uge_lib  # noqa: E402
 
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pjm_lib = load(PJM_PROFILE / "pjm_lib.py")
-uge_lib = load(UGE_PROFILE / "uge_lib.py")
-pbs_lib = load(PBS_PROFILE / "pbs_lib.py")
-clusterjob = load(LIB / "clusterjob.py")
-# The libraries import clusterjob from ../lib themselves: the same exception class.
-SiteSettingError = sys.modules["clusterjob"].SiteSettingError
+SiteSettingError = clusterjob.SiteSettingError
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 EVIL = ["a; touch /tmp/pwned_unit", "$(id)", "`id`", "x' y \"z", "-L rscgrp=other"]
@@ -220,10 +213,15 @@ def run(cmd, cwd, env) -> subprocess.CompletedProcess:
     )
 
 
+def entry(action: str, scheduler: str) -> list:
+    """What the profiles' cluster-generic-submit-cmd / -status-cmd run."""
+    return [CLUSTERJOB, action, scheduler]
+
+
 def wait_status(jobid, cwd, env, timeout=20) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        status = run([PJM_PROFILE / "pjm_status.py", jobid], cwd, env).stdout.strip()
+        status = run([*entry("status", "pjm"), jobid], cwd, env).stdout.strip()
         if status != "running" or time.monotonic() > deadline:
             return status
         time.sleep(0.3)
@@ -231,7 +229,7 @@ def wait_status(jobid, cwd, env, timeout=20) -> str:
 
 def test_submit_status_cancel_round_trip(tmp_path, sim_env):
     ok = jobscript(tmp_path, props(gpu=1), 'echo "gpus=$CUDA_VISIBLE_DEVICES"')
-    r = run([PJM_PROFILE / "pjm_submit.py", ok], tmp_path, sim_env)
+    r = run([*entry("submit", "pjm"), ok], tmp_path, sim_env)
     assert r.returncode == 0, r.stderr
     jobid = r.stdout.strip()
     assert jobid.isdigit()
@@ -240,14 +238,16 @@ def test_submit_status_cancel_round_trip(tmp_path, sim_env):
     assert out.read_text().strip() == "gpus=0"
 
     bad = jobscript(tmp_path, props(), "exit 3")
-    jobid = run([PJM_PROFILE / "pjm_submit.py", bad], tmp_path, sim_env).stdout.strip()
+    jobid = run([*entry("submit", "pjm"), bad], tmp_path, sim_env).stdout.strip()
     assert wait_status(jobid, tmp_path, sim_env) == "failed"
 
     slow = jobscript(tmp_path, props(), "sleep 60")
-    jobid = run([PJM_PROFILE / "pjm_submit.py", slow], tmp_path, sim_env).stdout.strip()
-    status = run([PJM_PROFILE / "pjm_status.py", jobid], tmp_path, sim_env).stdout.strip()
+    jobid = run([*entry("submit", "pjm"), slow], tmp_path, sim_env).stdout.strip()
+    status = run([*entry("status", "pjm"), jobid], tmp_path, sim_env).stdout.strip()
     assert status == "running"
-    assert run([PJM_PROFILE / "pjm_cancel.py", jobid], tmp_path, sim_env).returncode == 0
+    cancel = clusterjob.profile("pjm").cancel_cmd  # the plugin runs [cancel_cmd, *ids]
+    assert cancel == "pjdel"
+    assert run([cancel, jobid], tmp_path, sim_env).returncode == 0
     assert wait_status(jobid, tmp_path, sim_env) == "failed"
 
 
@@ -265,7 +265,7 @@ def test_simulator_enforces_elapse(tmp_path, sim_env):
 def test_submit_reports_pjsub_errors(tmp_path, sim_env):
     script = jobscript(tmp_path, props(pjm_rscgrp="nosuchgroup"))
     env = {**sim_env, "PJM_SIM_RSCGRPS": "small,large"}
-    r = run([PJM_PROFILE / "pjm_submit.py", script], tmp_path, env)
+    r = run([*entry("submit", "pjm"), script], tmp_path, env)
     assert r.returncode == 1
     assert "resource group does not exist" in r.stderr
     assert r.stdout == ""
@@ -275,7 +275,7 @@ def test_hostile_wildcards_reach_pjsub_sanitised_and_run_nothing(tmp_path, sim_e
     evil = "a; touch pwned_a $(touch pwned_b) `touch pwned_c`"
     p = props(pjm_gfscache="/vol0004:/vol0005")
     p["wildcards"] = {"run": evil}
-    r = run([PJM_PROFILE / "pjm_submit.py", jobscript(tmp_path, p)], tmp_path, sim_env)
+    r = run([*entry("submit", "pjm"), jobscript(tmp_path, p)], tmp_path, sim_env)
     assert r.returncode == 0, r.stderr
     jobid = r.stdout.strip()
     wait_status(jobid, tmp_path, sim_env)
@@ -293,9 +293,7 @@ def test_hostile_wildcards_reach_pjsub_sanitised_and_run_nothing(tmp_path, sim_e
     ],
 )
 def test_submit_refuses_bad_values_with_a_message_and_no_pjsub(tmp_path, sim_env, resources, named):
-    r = run(
-        [PJM_PROFILE / "pjm_submit.py", jobscript(tmp_path, props(**resources))], tmp_path, sim_env
-    )
+    r = run([*entry("submit", "pjm"), jobscript(tmp_path, props(**resources))], tmp_path, sim_env)
     assert r.returncode == 1 and r.stdout == ""
     assert "Traceback" not in r.stderr
     assert named in r.stderr and "nothing submitted" in r.stderr
@@ -316,22 +314,19 @@ def test_status_survives_a_failing_pjstat(tmp_path):
     """pjstat down or timing out: report running (exit 0) and let the next poll decide."""
     fake_command(tmp_path, "pjstat", 'echo "[ERR.] PJM 0020 pjstat cannot connect" >&2; exit 1')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([PJM_PROFILE / "pjm_status.py", "123"], tmp_path, env)
+    r = run([*entry("status", "pjm"), "123"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "cannot connect" in r.stderr
 
 
 @pytest.mark.parametrize(
-    "script, variable",
-    [
-        (PJM_PROFILE / "pjm_status.py", "PJM_PJSTAT"),
-        (UGE_PROFILE / "uge_status.py", "UGE_QSTAT"),
-        (PBS_PROFILE / "pbs_status.py", "PBS_QSTAT"),
-    ],
+    "scheduler, variable", [("pjm", "PJM_PJSTAT"), ("uge", "UGE_QSTAT"), ("pbs", "PBS_QSTAT")]
 )
-def test_status_stops_the_run_when_the_status_command_does_not_exist(tmp_path, script, variable):
+def test_status_stops_the_run_when_the_status_command_does_not_exist(tmp_path, scheduler, variable):
     """Not on PATH at all: exit non-zero (cluster-generic stops the run) and say why."""
-    r = run([script, "123"], tmp_path, {**os.environ, variable: "no-such-command"})
+    r = run(
+        [*entry("status", scheduler), "123"], tmp_path, {**os.environ, variable: "no-such-command"}
+    )
     assert r.returncode != 0 and r.stdout == ""
     assert "'no-such-command' was not found" in r.stderr
     assert "Traceback" not in r.stderr
@@ -345,7 +340,7 @@ def test_status_looks_in_the_history_when_the_job_left_the_live_list(tmp_path):
         '*) printf "JOB_ID ST EC PC\\n";; esac',
     )
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    assert run([PJM_PROFILE / "pjm_status.py", "77"], tmp_path, env).stdout.strip() == "success"
+    assert run([*entry("status", "pjm"), "77"], tmp_path, env).stdout.strip() == "success"
 
 
 def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
@@ -355,9 +350,9 @@ def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
         "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "MNIST_PJM_MISSING_GRACE": "0.5",
     }
-    assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "running"
+    assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.7)
-    assert run([PJM_PROFILE / "pjm_status.py", "9"], tmp_path, env).stdout.strip() == "failed"
+    assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "failed"
 
 
 # --- uge_lib (same design, qsub instead of pjsub) --------------------------------------
@@ -378,6 +373,7 @@ def test_qsub_args_generic_site():
         "/work/logs/uge/",
         "-l",
         "h_rt=01:30:00",
+        "-notify",
         "-pe",
         "smp",
         "2",
@@ -452,7 +448,7 @@ def test_qsub_output_and_qacct_parsing():
 def test_uge_status_survives_failing_commands(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "error: commlib error" >&2; exit 1')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([UGE_PROFILE / "uge_status.py", "5"], tmp_path, env)
+    r = run([*entry("status", "uge"), "5"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
 
 
@@ -460,7 +456,9 @@ def test_scripts_import_nothing_but_the_standard_library():
     """They run on login nodes with whatever python3 is there."""
     allowed = set(sys.stdlib_module_names) | {"__future__", "clusterjob", "jobsetup"}
     allowed |= {"pjm_lib", "uge_lib", "pbs_lib", "slurm_lib"}
-    for path in REPO.glob("profiles/*/*.py"):
+    paths = list(REPO.glob("profiles/*/*.py"))
+    assert {p.name for p in paths} >= {"clusterjob.py", "jobsetup.py", "pbs_lib.py", "uge_lib.py"}
+    for path in paths:
         for line in path.read_text().splitlines():
             words = line.split()
             if words[:1] in (["import"], ["from"]):
@@ -618,17 +616,51 @@ def test_pbs_qstat_json_lookup():
 def test_pbs_status_tolerates_a_failing_qstat_and_knows_an_unknown_job(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "Connection refused" >&2; exit 15010')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    r = run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env)
+    r = run([*entry("status", "pbs"), "5.vm"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "Connection refused" in r.stderr
     fake_command(tmp_path, "qstat", 'echo "qstat: Unknown Job Id $5" >&2; exit 153')
     env["MNIST_PBS_MISSING_GRACE"] = "0.3"
-    assert run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env).stdout.strip() == "running"
+    assert run([*entry("status", "pbs"), "5.vm"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.5)
-    assert run([PBS_PROFILE / "pbs_status.py", "5.vm"], tmp_path, env).stdout.strip() == "failed"
+    assert run([*entry("status", "pbs"), "5.vm"], tmp_path, env).stdout.strip() == "failed"
 
 
 # --- the profiles as Snakemake reads them -------------------------------------------------
+
+
+def bootstrap(profile: str) -> str:
+    """The lines of a config.yaml that find ../lib (from the frame walk to the import)."""
+    text = (REPO / "profiles" / profile / "config.yaml").read_text()
+    return text[text.index("__definitions__:") : text.index("    import clusterjob\n")]
+
+
+def test_every_profile_finds_lib_with_the_same_lines_and_clusterjob_does_the_rest():
+    assert "profile_dir" in bootstrap("pbs")
+    for profile in PROFILES:
+        assert bootstrap(profile) == bootstrap("pbs"), profile
+        text = (REPO / "profiles" / profile / "config.yaml").read_text()
+        assert f'PROFILE = clusterjob.profile("{profile}")' in text
+    assert sorted(p.name for p in (REPO / "profiles").glob("*/*.py")) == sorted(
+        ["clusterjob.py", "jobsetup.py", *(f"{s}_lib.py" for s in PROFILES)]
+    )
+
+
+def test_the_commands_name_the_entry_point_quoted_for_the_shell(monkeypatch):
+    monkeypatch.setattr(clusterjob, "HERE", Path("/site/my profiles {x}/lib"))
+    p = clusterjob.profile("uge", {"MNIST_UGE_QUEUE": "gpu.q"})
+    # The plugin formats the submit command with the wildcards first: braces doubled.
+    assert p.submit_cmd == "'/site/my profiles {{x}}/lib/clusterjob.py' submit uge"
+    assert p.status_cmd == "'/site/my profiles {x}/lib/clusterjob.py' status uge"
+    assert (p.cancel_cmd, p.site["uge_queue"]) == ("qdel", "gpu.q")
+    assert clusterjob.profile("slurm", {}).submit_cmd == ""  # the SLURM plugin submits itself
+
+
+@pytest.mark.parametrize("argv", [[], ["submit", "slurm", "x"], ["cancel", "pbs", "1"]])
+def test_entry_point_usage(tmp_path, argv):
+    r = run([CLUSTERJOB, *argv], tmp_path, os.environ)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("usage: clusterjob.py submit|status {pbs|uge|pjm}")
 
 
 def toy(tmp_path: Path) -> Path:
@@ -708,6 +740,95 @@ def test_bad_per_rule_setting_stops_in_the_submit_script_before_pjsub(tmp_path):
     )  # fmt: skip
     assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "pjm_submit.py: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
+    assert "pjm submit: nothing submitted: resource pjm_rscgrp (from MNIST_PJM_RSCGRP)" in out
     assert "Traceback" not in out
     assert not (state / "jobs").exists() or not list((state / "jobs").iterdir())
+
+
+# --- gpu_model (config resources.train.gpu_model) on PBS, Grid Engine, PJM ----------------
+
+
+def test_gpu_model_becomes_the_sites_resource_on_pbs_and_grid_engine():
+    pbs = pbs_lib.build_qsub_args(
+        props(gpu=1, gpu_model="a100", pbs_gpu_model_resource="gpu_model"), "l/"
+    )
+    assert "select=1:ncpus=2:mem=4000mb:ngpus=1:gpu_model=a100" in pbs
+    uge = uge_lib.build_qsub_args(
+        props(gpu=2, gpu_model="a100", uge_gpu_model_resource="gpu_type"), "l/"
+    )
+    assert uge[-4:] == ["-l", "gpu=2", "-l", "gpu_type=a100"]
+    # gpu_model empty (the default): nothing more, whatever the site setting.
+    assert (
+        pbs_lib.build_qsub_args(props(gpu=1, gpu_model="", pbs_gpu_model_resource="gm"), "l/")[8]
+        == "select=1:ncpus=2:mem=4000mb:ngpus=1"
+    )
+    assert uge_lib.build_qsub_args(props(gpu=1, gpu_model=""), "l/")[-2:] == ["-l", "gpu=1"]
+
+
+@pytest.mark.parametrize(
+    "build, resources, named",
+    [
+        (pbs_lib.build_qsub_args, {}, "set MNIST_PBS_GPU_MODEL_RESOURCE to your site's resource"),
+        (uge_lib.build_qsub_args, {}, "set MNIST_UGE_GPU_MODEL_RESOURCE to your site's resource"),
+        (pbs_lib.build_qsub_args, {"pbs_mode": "abci", "pbs_project": "g1"}, "MNIST_PBS_MODE=abci"),
+        (lambda p, _: pjm_lib.build_pjsub_args(p), {}, "set MNIST_PJM_GPU_RSCGRP"),
+    ],
+)
+def test_gpu_model_without_a_way_to_ask_for_it_is_refused_naming_the_setting(
+    build, resources, named
+):
+    with pytest.raises(SiteSettingError, match="resource gpu_model='a100'") as e:
+        build(props(gpu=1, gpu_model="a100", **resources), "l/")
+    assert named in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "build, key", [(pbs_lib.build_qsub_args, "pbs"), (uge_lib.build_qsub_args, "uge")]
+)
+def test_gpu_model_that_would_add_requests_or_has_no_gpus_is_refused(build, key):
+    site = {f"{key}_gpu_model_resource": "gm"}
+    with pytest.raises(SiteSettingError, match="gpu_model='a100:ncpus=99' is not accepted"):
+        build(props(gpu=1, gpu_model="a100:ncpus=99", **site), "l/")
+    with pytest.raises(SiteSettingError, match="no GPUs: set resources.train.gpu"):
+        build(props(gpu=0, gpu_model="a100", **site), "l/")
+    variable = f"MNIST_{key.upper()}_GPU_MODEL_RESOURCE"
+    module = {"pbs": pbs_lib, "uge": uge_lib}[key]
+    with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
+        module.site_settings({variable: "gm=a100,ngpus"})
+    assert module.site_settings({variable: "gpu_type"})[f"{key}_gpu_model_resource"] == "gpu_type"
+
+
+# --- Grid Engine's warning before a kill (-notify) ---------------------------------------
+
+CHILD = """
+import pathlib, signal, sys, time
+folder = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGUSR2, lambda *_: (folder.joinpath("saved").write_text("ok"), sys.exit(140)))
+folder.joinpath("ready").write_text("")
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("with_precommand", [True, False])
+def test_grid_engine_jobs_shell_outlives_the_warning_so_the_training_saves(
+    tmp_path, with_precommand
+):
+    """Grid Engine sends SIGUSR2 to every process of the job, and kills the rest once the job
+    script has exited: with the profile's precommand only the training (its own handler)
+    acts on it; without it the shell dies at once (and Grid Engine then kills the training)."""
+    precommand = clusterjob.profile("uge", {}).precommand
+    assert precommand == "trap '' USR1 USR2" and "-notify" in uge_lib.build_qsub_args(props(), "l/")
+    job = f"{sys.executable} -c '{CHILD}' {tmp_path}; echo exit=$? > {tmp_path}/shell"
+    if with_precommand:
+        job = f"{precommand} && {job}"
+    proc = subprocess.Popen(["/bin/bash", "-c", job], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGUSR2)  # as Grid Engine does, to the whole job
+    proc.wait(timeout=30)
+    if with_precommand:
+        assert (tmp_path / "shell").read_text() == "exit=140\n"  # the shell saw the training end
+        assert (tmp_path / "saved").read_text() == "ok"
+    else:
+        assert proc.returncode == -signal.SIGUSR2 and not (tmp_path / "shell").exists()

@@ -187,7 +187,7 @@ def test_qdel_is_a_failure_and_the_job_is_retried(tmp_path):
     assert [j for j, _ in preps][0] == jobid and len(preps) == 2, out
     assert preps[0][1]["substate"] == 91  # deleted; its Exit_status says nothing reliable
     assert preps[1][1]["Exit_status"] == 0
-    assert f"pbs_status: job {jobid} failed: deleted (qdel)" in out
+    assert f"pbs status: job {jobid} failed: deleted (qdel)" in out
     assert (work / target).read_text().strip() == "raw"
 
 
@@ -210,3 +210,22 @@ def test_real_pipeline_through_the_profile(tmp_path):
     assert train["Resource_List"]["walltime"] == "00:10:00"
     assert all(j["Resource_List"]["select"] == "1:ncpus=1:mem=1500mb" for j in jobs["evaluate"])
     assert (work / "results" / "mnist-sample" / "report.html").exists()
+
+
+def test_gpu_model_goes_into_the_select_as_the_sites_resource_or_is_refused(tmp_path):
+    """gpu_model has no standard PBS resource: MNIST_PBS_GPU_MODEL_RESOURCE names the site's.
+
+    Here the host resource `arch` (OpenPBS's own, "linux" on this node) stands in for a
+    site's GPU-model resource: a request PBS must match against the node to run the job."""
+    work = toy_workdir(tmp_path)
+    target = "results/model_toy.txt"
+    args = ["--profile", "profiles/pbs", *FAST, target, "--config", "gpu=1", "gpu_model=linux"]
+    refused = run_snakemake(work, *args, "--retries", "0", env=PBS_ENV, check=False)
+    assert "pbs submit: nothing submitted: resource gpu_model='linux'" in refused
+    assert "set MNIST_PBS_GPU_MODEL_RESOURCE to your site's resource" in refused
+    assert "train" not in jobs_by_rule(refused)  # preprocess ran; train was never submitted
+
+    out = run_snakemake(work, *args, env={**PBS_ENV, "MNIST_PBS_GPU_MODEL_RESOURCE": "arch"})
+    (train,) = jobs_by_rule(out)["train"]
+    assert train["Resource_List"]["select"] == "1:ncpus=2:mem=300mb:ngpus=1:arch=linux"
+    assert train["Exit_status"] == 0

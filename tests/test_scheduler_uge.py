@@ -142,3 +142,22 @@ def test_real_pipeline_through_the_profile(tmp_path):
     train = next(r for r in records if r["jobname"].startswith("train"))
     assert "gpu=1" in train["category"]
     assert (work / "results" / "mnist-sample" / "report.html").exists()
+
+
+def test_gpu_model_is_asked_for_with_the_sites_complex_or_refused(tmp_path):
+    """gpu_model has no standard Grid Engine complex: MNIST_UGE_GPU_MODEL_RESOURCE names the
+    site's. Here the host complex `arch` (lx-amd64 on this host) stands in for a site's
+    GPU-model complex: a request Grid Engine must match against the host to run the job."""
+    work = toy_workdir(tmp_path)
+    target = "results/model_toy.txt"
+    args = ["--profile", "profiles/uge", *FAST, target, "--config", "gpu=1", "gpu_model=lx-amd64"]
+    refused = run_snakemake(work, *args, "--retries", "0", check=False)
+    assert "uge submit: nothing submitted: resource gpu_model='lx-amd64'" in refused
+    assert "set MNIST_UGE_GPU_MODEL_RESOURCE to your site's resource" in refused
+    names = [qacct(j)["jobname"] for j in submitted_ids(refused)]
+    assert not [n for n in names if n.startswith("train")], names  # only preprocess ran
+
+    out = run_snakemake(work, *args, env={"MNIST_UGE_GPU_MODEL_RESOURCE": "arch"})
+    (train,) = [r for r in map(qacct, submitted_ids(out)) if r["jobname"].startswith("train")]
+    assert "gpu=1" in train["category"] and "arch=lx-amd64" in train["category"]
+    assert train["failed"] == "0" and train["exit_status"] == "0"

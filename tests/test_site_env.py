@@ -14,9 +14,6 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "profiles" / "lib"))
-sys.path.insert(0, str(REPO / "profiles" / "pbs"))
-sys.path.insert(0, str(REPO / "profiles" / "uge"))
-sys.path.insert(0, str(REPO / "profiles" / "pjm"))
 import jobsetup  # noqa: E402
 import pbs_lib  # noqa: E402
 import pjm_lib  # noqa: E402

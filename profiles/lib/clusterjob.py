@@ -1,9 +1,15 @@
-"""What every profile script shares, whatever the scheduler (PJM, Grid Engine, PBS).
+#!/usr/bin/env python3
+"""The profiles' one entry point, and what every scheduler shares (PBS, Grid Engine, PJM).
 
-The submit/status/cancel scripts of profiles/pjm, profiles/uge and profiles/pbs
-import this module from ../lib, found relative to their own file, so a copy of
-profiles/ on a cluster works with the login node's python3: standard library
-only, nothing installed.
+    clusterjob.py submit <scheduler> JOBSCRIPT   prints the job id
+    clusterjob.py status <scheduler> JOBID       prints running | success | failed
+
+snakemake-executor-plugin-cluster-generic runs these (profiles/<scheduler>/config.yaml
+names them, see profile()); cancelling is the scheduler's own qdel / pjdel. What differs
+between schedulers is in <scheduler>_lib.py beside this file: its site settings, how a
+job's resources become submit options, and how to read the scheduler's answers. All of
+profiles/lib is standard library only, so a copy of profiles/ on a cluster works with
+the login node's python3, nothing installed.
 
 Nothing here goes through a shell: every value that came from the workflow
 (config, wildcards, resources) ends up as one element of an argument list, and
@@ -13,6 +19,7 @@ used (a comma in a queue name must not add a resource request).
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -23,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 
 class SiteSettingError(ValueError):
@@ -132,6 +140,37 @@ def job_shape(resources: dict) -> Shape:
     return Shape(nodes, tasks)
 
 
+def gpu_model_request(resources: dict, gpus: int, scheduler: str, setting: str) -> str:
+    """ "<resource>=<model>" for a job's `gpu_model` (config resources.train.gpu_model), or "".
+
+    Neither PBS nor Grid Engine has a standard way to ask for a GPU model: a site defines
+    its own resource for it (PBS: a host-level string resource in the select; Grid
+    Engine: a string complex), which `setting` names (its value arrives here as the
+    resource `setting` stands for, already checked). Without it the job is refused.
+    """
+    model = str(resources.get("gpu_model") or "").strip()
+    if not model:
+        return ""
+    fix = "fix resources.train.gpu_model in config/config.yaml, or leave it empty"
+    if not re.fullmatch(NAME, model):
+        raise SiteSettingError(f"resource gpu_model={model!r} is not accepted: {NAME_FORM}; {fix}")
+    if gpus <= 0:
+        raise SiteSettingError(
+            f"resource gpu_model={model!r} asks for a GPU model but no GPUs: set "
+            f"resources.train.gpu to the number of GPUs too, or leave gpu_model empty"
+        )
+    variable, resource = setting.split(":")
+    name = resources.get(resource)
+    if not name:
+        raise SiteSettingError(
+            f"resource gpu_model={model!r}: {scheduler} has no standard request for a GPU "
+            f"model, each site names its own: set {variable} to your site's resource for it "
+            f"(the name in '<name>={model}', from the site's user guide), or leave "
+            "resources.train.gpu_model empty"
+        )
+    return f"{name}={model}"
+
+
 # --- site settings ------------------------------------------------------------------
 
 
@@ -225,38 +264,6 @@ def query(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         ) from None
 
 
-def status_main(script: str, status) -> None:
-    """The body of every *_status.py: print one of running/success/failed, exit 0.
-
-    Exits non-zero only when the scheduler's command does not exist: the
-    cluster-generic plugin then stops the run ("Failed to obtain job status")
-    instead of polling forever; our message on stderr says why.
-    """
-    if len(sys.argv) != 2:
-        print(f"usage: {script} JOBID", file=sys.stderr)
-        sys.exit(2)
-    try:
-        print(status(sys.argv[1]))
-    except CommandMissing as e:
-        print(f"{script}: {e}", file=sys.stderr)
-        sys.exit(3)
-
-
-def submit_main(script: str, build_and_submit) -> None:
-    """The body of every *_submit.py: clean one-line errors, never a traceback."""
-    if len(sys.argv) != 2:
-        print(f"usage: {script} JOBSCRIPT", file=sys.stderr)
-        sys.exit(2)
-    try:
-        print(build_and_submit(Path(sys.argv[1]).resolve()))
-    except SiteSettingError as e:
-        print(f"{script}: nothing submitted: {e}", file=sys.stderr)
-        sys.exit(1)
-    except (OSError, subprocess.SubprocessError, ValueError) as e:
-        print(f"{script}: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
 def run_submit(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
@@ -297,3 +304,160 @@ def grace_seconds(variable: str, default: float = 600) -> float:
     except ValueError:
         print(f"{variable}={raw!r} is not a number of seconds; using {default}", file=sys.stderr)
         return default
+
+
+# --- the entry point -------------------------------------------------------------------
+
+SCHEDULERS = ("pbs", "uge", "pjm")
+HERE = Path(__file__).resolve().parent
+
+
+def scheduler_module(name: str) -> ModuleType:
+    """<name>_lib beside this file (pbs_lib, uge_lib, pjm_lib, slurm_lib)."""
+    return importlib.import_module(f"{name}_lib")
+
+
+def command(module: ModuleType, name: str) -> str:
+    """A scheduler command, e.g. qstat, or what PBS_QSTAT (UGE_QSTAT, PJM_PJSTAT...) names."""
+    return os.environ.get(f"{module.PREFIX}_{name.upper()}", name)
+
+
+def log_dir(module: ModuleType) -> Path:
+    """Where the scheduler writes the jobs' own logs: MNIST_<PREFIX>_LOGDIR, logs/<name>."""
+    return Path(os.environ.get(f"MNIST_{module.PREFIX}_LOGDIR", f"logs/{module.SCHEDULER}"))
+
+
+def submit(module: ModuleType, jobscript: Path) -> str:
+    """Submit one Snakemake jobscript; the scheduler's job id.
+
+    The options come from the job properties Snakemake embeds in the jobscript
+    (never from a shell-formatted string); a site setting the scheduler would
+    misread stops here, before its submit command runs.
+    """
+    text = jobscript.read_text()
+    logdir = log_dir(module)
+    args = module.submit_args(read_job_properties(text), text, str(logdir.resolve()) + "/")
+    logdir.mkdir(parents=True, exist_ok=True)
+    cmd = [command(module, module.SUBMIT), *args, str(jobscript)]
+    proc = run_submit(cmd, cwd=logdir if module.SUBMIT_IN_LOGDIR else None)
+    try:
+        return module.submitted_job_id(proc)
+    except ValueError as e:
+        raise ValueError(f"{e}\n  command: {cmd}") from None
+
+
+def status(module: ModuleType, jobid: str) -> str:
+    """running, success or failed for one job id.
+
+    module.find_job asks the scheduler: (result, why), or None where the job is
+    nowhere to be seen. A query that fails (a busy server) says "running" and the
+    next poll decides; a job missing for longer than MNIST_<PREFIX>_MISSING_GRACE
+    seconds (default 600) is "failed"; a command that does not exist raises
+    CommandMissing (the run stops).
+    """
+    name = module.SCHEDULER
+    grace = grace_seconds(f"MNIST_{module.PREFIX}_MISSING_GRACE")
+    state_dir = Path(f".snakemake/{name}_status")
+    try:
+        found = module.find_job(jobid, lambda c: command(module, c))
+    except (OSError, subprocess.TimeoutExpired, RuntimeError, ValueError) as e:
+        print(f"{name} status: query failed, assuming job {jobid} still runs: {e}", file=sys.stderr)
+        return "running"
+    if found is None:
+        if missing_for_too_long(state_dir, jobid, grace):
+            print(
+                f"{name} status: job {jobid} not found by {module.LOOKS_IN} for {grace:.0f}s",
+                file=sys.stderr,
+            )
+            return "failed"
+        return "running"
+    clear_missing(state_dir, jobid)
+    result, why = found
+    if result == "failed":
+        print(f"{name} status: job {jobid} failed: {why}", file=sys.stderr)
+    return result
+
+
+USAGE = "usage: clusterjob.py submit|status {" + "|".join(SCHEDULERS) + "} JOBSCRIPT|JOBID"
+
+
+def main(argv: list[str]) -> int:
+    """Clean one-line errors, never a traceback.
+
+    status exits 0 whatever the job did, non-zero only when the scheduler's command
+    does not exist: the cluster-generic plugin then stops the run ("Failed to obtain
+    job status") instead of polling forever; our message on stderr says why.
+    """
+    if len(argv) != 3 or argv[0] not in ("submit", "status") or argv[1] not in SCHEDULERS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    action, name, arg = argv
+    module = scheduler_module(name)
+    where = f"{name} {action}"
+    try:
+        if action == "status":
+            print(status(module, arg))
+        else:
+            print(submit(module, Path(arg).resolve()))
+    except CommandMissing as e:
+        print(f"{where}: {e}", file=sys.stderr)
+        return 3
+    except SiteSettingError as e:
+        print(f"{where}: nothing submitted: {e}", file=sys.stderr)
+        return 1
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        print(f"{where}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- what a profile's config.yaml reads ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    job: dict  # jobsetup.job_setup(): precommand, python and env modes
+    site: dict  # the scheduler's site settings, checked: {resource: value}
+    precommand: str = ""  # the scheduler's own (<name>_lib.PRECOMMAND), then the site's set-up
+    submit_cmd: str = ""  # cluster-generic-submit-cmd (run in a shell)
+    status_cmd: str = ""  # cluster-generic-status-cmd (run in a shell)
+    cancel_cmd: str = ""  # cluster-generic-cancel-cmd (run without a shell: one program)
+    shared_fs_usage: tuple = ()  # MNIST_JOB_PYTHON=job: all of it but software-deployment
+
+
+def profile(name: str, environ=os.environ) -> Profile:
+    """Everything a profile's config.yaml needs, read while Snakemake reads the profile.
+
+    A bad site setting raises here, so the run stops before anything is submitted.
+    The commands name this file by its absolute path, quoted for the shell the
+    plugin runs them in ("{" doubled: the plugin formats the submit command with
+    the job's wildcards first).
+    """
+    import jobsetup  # imports this module: here, not at the top
+
+    module = scheduler_module(name)
+    job = jobsetup.job_setup(environ)
+    site = module.site_settings(environ)
+    shared_fs = tuple(jobsetup.SHARED_FS_JOB_PYTHON) if job["python"] == "job" else ()
+    lines = [getattr(module, "PRECOMMAND", ""), job["precommand"]]
+    precommand = " && ".join(line for line in lines if line)
+    if name not in SCHEDULERS:  # slurm: its own executor plugin runs sbatch
+        return Profile(job, site, precommand, shared_fs_usage=shared_fs)
+    entry = shlex.quote(str(HERE / "clusterjob.py"))
+    return Profile(
+        job,
+        site,
+        precommand,
+        shared_fs_usage=shared_fs,
+        submit_cmd=f"{entry} submit {name}".replace("{", "{{").replace("}", "}}"),
+        status_cmd=f"{entry} status {name}",
+        cancel_cmd=command(module, module.CANCEL),
+    )
+
+
+if __name__ == "__main__":
+    # Through the module's own name: the scheduler modules and jobsetup import
+    # `clusterjob`, and must raise the SiteSettingError that main() catches.
+    from clusterjob import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

@@ -2,16 +2,15 @@
 
 The SLURM executor plugin builds the sbatch command itself; this module only
 refuses environment values sbatch would misread, before anything is submitted.
-The checks are ../lib/clusterjob.py's, shared with the other profiles.
+The checks are clusterjob.py's, shared with the other profiles.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from clusterjob import NAME, NAME_FORM, Setting, settings_from_environment  # noqa: E402
+from clusterjob import NAME, NAME_FORM, Setting, SiteSettingError, settings_from_environment
+from jobsetup import env_mode
 
 PARTITIONS = rf"{NAME}(,{NAME})*"
 PARTITIONS_FORM = "a partition name, or several joined by ',' (letters, digits, '_', '.', '-')"
@@ -25,4 +24,11 @@ SETTINGS = [
 
 def site_settings(environ=os.environ) -> dict[str, str]:
     """{resource: value} of the settings that are set, each checked."""
+    if env_mode(environ) == "clean":
+        # The plugin (2.8.0) sends --export=ALL itself and refuses --export in slurm_extra.
+        raise SiteSettingError(
+            "MNIST_JOB_ENV=clean is not possible with snakemake-executor-plugin-slurm 2.8.0, "
+            "which always sends --export=ALL: leave it unset; MNIST_JOB_SOURCE and "
+            "MNIST_JOB_MODULES still set up every job"
+        )
     return settings_from_environment(SETTINGS, environ)

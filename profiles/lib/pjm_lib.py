@@ -1,31 +1,44 @@
 """What is specific to Fujitsu PJM (Technical Computing Suite: Fugaku, Wisteria, Genkai).
 
-Used by pjm_submit.py, pjm_status.py and pjm_cancel.py (called by the
-snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
-the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
+What clusterjob.py (`clusterjob.py submit|status pjm`, the entry point the
+cluster-generic plugin runs) and profiles/pjm/config.yaml need to know about PJM:
+its site settings, the pjsub options of a job, and how to read pjsub's and
+pjstat's answers. The scheduler-independent part is clusterjob.py. Standard
+library only.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
+import subprocess
+from collections.abc import Callable
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from clusterjob import (  # noqa: E402
+from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
+    SiteSettingError,
     check_extra,
     check_resources,
     format_hms,
     int_resource,
     job_name,
     job_shape,
+    query,
     runtime_seconds,
     settings_from_environment,
+    uses_apptainer,
 )
-from jobsetup import exports_environment  # noqa: E402
+from jobsetup import exports_environment
+
+SCHEDULER = "pjm"
+PREFIX = "PJM"  # PJM_PJSUB, PJM_PJSTAT, PJM_PJDEL name other commands; MNIST_PJM_LOGDIR ...
+SUBMIT, CANCEL = "pjsub", "pjdel"
+# pjsub runs in logs/pjm/, so PJM's <name>.<id>.out/.stats files land there; the job
+# itself changes to the workflow directory first thing.
+SUBMIT_IN_LOGDIR = True
+LOOKS_IN = "pjstat or pjstat -H"
 
 # PJM reads "-L a=1,b=2" and "-x A=1,B=2" as lists: a comma or "=" in a value
 # would add resource items or environment variables to the job.
@@ -79,6 +92,13 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     if gpus > 0:
         # PJM sites with GPUs (e.g. Wisteria-Aquarius, Genkai) take -L gpu=N.
         args += ["-L", f"gpu={gpus}"]
+    if res.get("gpu_model"):
+        # PJM has no GPU model option: a GPU system's resource group fixes the model.
+        raise SiteSettingError(
+            f"resource gpu_model={res['gpu_model']!r}: PJM has no request for a GPU model, the "
+            "resource group fixes it: set MNIST_PJM_GPU_RSCGRP to the group with that GPU "
+            "(train runs there) and leave resources.train.gpu_model empty"
+        )
     jobenv = site.get("pjm_jobenv") or ("singularity" if apptainer else "")
     if jobenv:
         args += ["-L", f"jobenv={jobenv}"]
@@ -92,6 +112,14 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     args += ["-j", "-S"] + (["-X"] if exports_environment(res) else [])  # MNIST_JOB_ENV
     args += check_extra("MNIST_PJM_EXTRA", site.get("pjm_extra", ""))
     return args
+
+
+def submit_args(props: dict, jobscript_text: str, logdir: str) -> list[str]:
+    return build_pjsub_args(props, uses_apptainer(jobscript_text))
+
+
+def submitted_job_id(proc: subprocess.CompletedProcess) -> str:
+    return parse_submit_output(proc.stdout + proc.stderr)
 
 
 _SUBMITTED_RE = re.compile(r"\[INFO\] PJM 0000 pjsub Job (\d+(?:\[\d+\])?) submitted\.")
@@ -144,3 +172,17 @@ def snakemake_status(row: dict[str, str]) -> str:
         return "success" if ok else "failed"
     # RUNNING_STATES, and anything unknown: wait for the next poll.
     return "running"
+
+
+def find_job(jobid: str, command: Callable[[str], str]) -> tuple[str, str] | None:
+    """(running | success | failed, why) from the live list (pjstat), then the history
+    (pjstat -H); None where neither has the job."""
+    for history in (False, True):
+        cmd = [command("pjstat"), *(["-H"] if history else []), "-v", "--choose", PJSTAT_CHOOSE]
+        proc = query([*cmd, jobid])
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr.strip()}")
+        row = parse_pjstat(proc.stdout).get(jobid)
+        if row:
+            return snakemake_status(row), f"ended: {row}"
+    return None

@@ -1,18 +1,19 @@
 """What is specific to PBS Professional / OpenPBS (ABCI 3.0 and many university clusters).
 
-Used by pbs_submit.py, pbs_status.py and pbs_cancel.py (called by the
-snakemake-executor-plugin-cluster-generic) and by this profile's config.yaml;
-the scheduler-independent part is ../lib/clusterjob.py. Standard library only.
+What clusterjob.py (`clusterjob.py submit|status pbs`, the entry point the
+cluster-generic plugin runs) and profiles/pbs/config.yaml need to know about PBS:
+its site settings, the qsub options of a job, and how to read qsub's and qstat's
+answers. The scheduler-independent part is clusterjob.py. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import subprocess
+from collections.abc import Callable
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from clusterjob import (  # noqa: E402
+from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
@@ -20,13 +21,21 @@ from clusterjob import (  # noqa: E402
     check_extra,
     check_resources,
     format_hms,
+    gpu_model_request,
     int_resource,
     job_name,
     job_shape,
+    query,
     runtime_seconds,
     settings_from_environment,
 )
-from jobsetup import exports_environment  # noqa: E402
+from jobsetup import exports_environment
+
+SCHEDULER = "pbs"
+PREFIX = "PBS"  # PBS_QSUB, PBS_QSTAT, PBS_QDEL name other commands; MNIST_PBS_LOGDIR ...
+SUBMIT, CANCEL = "qsub", "qdel"
+SUBMIT_IN_LOGDIR = False  # -o names the directory
+LOOKS_IN = "qstat -x"
 
 SETTINGS = [
     Setting("MNIST_PBS_MODE", "pbs_mode", r"generic|abci", "'generic' or 'abci'", "generic"),
@@ -35,6 +44,9 @@ SETTINGS = [
     Setting("MNIST_PBS_ACCOUNT", "pbs_account", NAME, f"an account string: {NAME_FORM}"),
     Setting("MNIST_PBS_GPU_RESOURCE", "pbs_gpu_resource", r"[A-Za-z][A-Za-z0-9_]*",
             "a resource name of letters, digits and '_' (e.g. ngpus)", "ngpus"),
+    # generic mode: the site's string resource for a GPU model (no standard one), e.g. gpu_model
+    Setting("MNIST_PBS_GPU_MODEL_RESOURCE", "pbs_gpu_model_resource", r"[A-Za-z][A-Za-z0-9_]*",
+            "a resource name of letters, digits and '_' (e.g. gpu_model)"),
     # abci mode: the queue per rule instead of the automatic rt_HC / rt_HG / rt_HF
     # (set with --set-resources train:pbs_rt=rt_HF; no environment variable).
     Setting("--set-resources RULE:pbs_rt", "pbs_rt", NAME, f"a queue name: {NAME_FORM}"),
@@ -70,8 +82,10 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
 
     The site settings arrive as resources (SETTINGS), each checked here again:
     set-resources may change them per rule.
-      generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A
-      abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1
+      generic: -l select=1:ncpus=<threads>:mem=<mem_mb>mb[:ngpus=<gpu>], -q/-P/-A;
+               gpu_model (with MNIST_PBS_GPU_MODEL_RESOURCE=R): [:R=<gpu_model>]
+      abci:    -q rt_HC|rt_HG|rt_HF (from gpu, or pbs_rt), -P <group>, -l select=1;
+               no gpu_model: ABCI 3.0's resource types fix the GPU
     Both: -N <rule.wildcards> -l walltime=<runtime> -j oe -o <logdir> -V.
     A job of several processes (resources tasks > 1 or nodes > 1, a distributed
     training that mpirun starts) asks for one chunk per node, each with its processes:
@@ -95,6 +109,12 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     if not exports_environment(res):  # MNIST_JOB_ENV=clean: the set-up alone
         args.remove("-V")
     if mode == "abci":
+        if res.get("gpu_model"):
+            raise SiteSettingError(
+                f"resource gpu_model={res['gpu_model']!r}: with MNIST_PBS_MODE=abci the resource "
+                "type (rt_HG, rt_HF) fixes the GPU (ABCI 3.0: H200); leave "
+                "resources.train.gpu_model empty"
+            )
         # The queue fixes cores, memory and GPUs of the node (ABCI 3.0 user guide).
         # Only whole nodes (rt_HF) span several nodes.
         queue = site.get("pbs_rt") or (abci_queue(gpus) if shape.nodes == 1 else "rt_HF")
@@ -107,6 +127,11 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
             select += f":mem={mem_mb}mb"
         if gpus > 0:
             select += f":{site.get('pbs_gpu_resource', 'ngpus')}={gpus}"
+        model = gpu_model_request(
+            {**res, **site}, gpus, "PBS", "MNIST_PBS_GPU_MODEL_RESOURCE:pbs_gpu_model_resource"
+        )
+        if model:
+            select += f":{model}"
         args += ["-l", select]
         for key, flag in (("pbs_queue", "-q"), ("pbs_project", "-P")):
             if key in site:
@@ -118,6 +143,16 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
         args += ["-l", f"walltime={format_hms(seconds)}"]
     args += check_extra("MNIST_PBS_EXTRA", site.get("pbs_extra", ""))
     return args
+
+
+def submit_args(props: dict, jobscript_text: str, logdir: str) -> list[str]:
+    return build_qsub_args(props, logdir)
+
+
+def submitted_job_id(proc: subprocess.CompletedProcess) -> str:
+    if proc.returncode != 0:
+        raise ValueError(f"qsub exited {proc.returncode}: {proc.stderr.strip()}")
+    return parse_submit_output(proc.stdout)
 
 
 def parse_submit_output(output: str) -> str:
@@ -161,3 +196,20 @@ def job_status(job: dict) -> tuple[str, str]:
     if exit_status == 0:
         return "success", ""
     return "failed", f"Exit_status {exit_status}: {comment}"
+
+
+UNKNOWN_JOB = 153  # qstat's exit code for a job id it does not know (any more)
+
+
+def find_job(jobid: str, command: Callable[[str], str]) -> tuple[str, str] | None:
+    """(running | success | failed, why) from `qstat -x -f -F json JOBID`; None if unknown.
+
+    -x: finished jobs too, from the job history. job_state F with Exit_status 0 is
+    success; Exit_status -29 (killed at its walltime), other non-zero codes and
+    qdel (substate 91) are failures.
+    """
+    proc = query([command("qstat"), "-x", "-f", "-F", "json", jobid])
+    if proc.returncode not in (0, UNKNOWN_JOB):
+        raise RuntimeError(f"qstat exited {proc.returncode}: {proc.stderr.strip()}")
+    job = parse_qstat_json(proc.stdout, jobid) if proc.returncode == 0 else None
+    return None if job is None else job_status(job)
