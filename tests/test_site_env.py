@@ -205,7 +205,7 @@ def test_job_without_the_login_python_fails_saying_why(tmp_path):
     r = run_precommand(hidden["precommand"])
     assert r.returncode == 1 and "ran" not in r.stdout
     assert "MNIST_JOB_PYTHON=job" in r.stderr and "login venv" in r.stderr
-    assert f"on a {os.uname().machine} node" in r.stderr  # the job's own machine
+    assert f"in this job (machine: {os.uname().machine})" in r.stderr  # the job's own machine
     seen = jobsetup.job_setup(env, executable=sys.executable)["precommand"]
     assert run_precommand(seen).stdout == "ran\n"
     job = jobsetup.job_setup({**env, "MNIST_JOB_PYTHON": "job"}, executable="/nowhere/python")

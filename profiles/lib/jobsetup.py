@@ -119,8 +119,8 @@ def login_python_guard(executable: str = sys.executable, machine: str = platform
     """
     why = (
         f"MNIST_JOB_PYTHON=login: the Python of the login node, {executable} ({machine}), "
-        "does not exist or cannot run in this job (on a ",
-        " node): set MNIST_JOB_PYTHON=job and put a python with snakemake on the PATH of "
+        "does not exist or cannot run in this job (machine: ",
+        "): set MNIST_JOB_PYTHON=job and put a python with snakemake on the PATH of "
         "the job with MNIST_JOB_SOURCE or MNIST_JOB_MODULES (profiles/README.md)",
     )
     # Only $(uname -m) is left to the job's shell; the rest is quoted.
