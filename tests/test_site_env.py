@@ -29,7 +29,10 @@ def test_a_file_and_modules_become_the_jobs_first_lines(tmp_path):
     assert job["precommand"].startswith(f". {setup} && ")
     assert "module load singularity/2.6.1 cuda && " in job["precommand"]
     assert job["python"] == "login" and job["env"] == "export"
-    assert jobsetup.job_setup({}) == {"precommand": "", "python": "login", "env": "export"}
+    bare = jobsetup.job_setup({})
+    assert (bare["python"], bare["env"]) == ("login", "export")
+    assert bare["precommand"] == jobsetup.login_python_guard()  # only the check, see below
+    assert jobsetup.job_setup({"MNIST_JOB_PYTHON": "job"})["precommand"] == ""
 
 
 def test_home_relative_file_is_expanded(tmp_path, monkeypatch):
@@ -186,16 +189,32 @@ def test_module_loaded_in_a_clean_job_through_the_profile(profile, scheduler, tm
         assert "submitter=unset" in probe, probe
 
 
+def run_precommand(precommand: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["/bin/sh", "-c", precommand + " && echo ran"],
+                          capture_output=True, text=True)  # fmt: skip
+
+
 def test_job_without_the_login_python_fails_saying_why(tmp_path):
     setup = tmp_path / "site.sh"
     setup.write_text("")
     env = {"MNIST_JOB_SOURCE": str(setup)}
     hidden = jobsetup.job_setup(env, executable=str(tmp_path / "login venv" / "python"))
-    r = subprocess.run(["/bin/sh", "-c", hidden["precommand"] + " && echo ran"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = run_precommand(hidden["precommand"])
     assert r.returncode == 1 and "ran" not in r.stdout
     assert "MNIST_JOB_PYTHON=job" in r.stderr and "login venv" in r.stderr
+    assert f"in this job (machine: {os.uname().machine})" in r.stderr  # the job's own machine
     seen = jobsetup.job_setup(env, executable=sys.executable)["precommand"]
-    assert subprocess.run(["/bin/sh", "-c", seen]).returncode == 0
+    assert run_precommand(seen).stdout == "ran\n"
     job = jobsetup.job_setup({**env, "MNIST_JOB_PYTHON": "job"}, executable="/nowhere/python")
     assert job["precommand"] == f". {setup}"
+
+
+def test_login_python_of_another_architecture_fails_saying_why(tmp_path):
+    # Fugaku: the x86_64 login node's Python is on the shared /home, executable but not
+    # runnable on an A64FX node ("Exec format error"); a path test would pass it.
+    foreign = tmp_path / "python"
+    foreign.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(57))  # an ELF header of no machine
+    foreign.chmod(0o755)
+    r = run_precommand(jobsetup.job_setup({}, executable=str(foreign))["precommand"])
+    assert r.returncode == 1 and "ran" not in r.stdout
+    assert f"{foreign} (" in r.stderr and "MNIST_JOB_PYTHON=job" in r.stderr

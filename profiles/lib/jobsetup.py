@@ -10,7 +10,8 @@ and `module load cuda`; these settings give the same lines to every job:
                      pjsub -X); "clean": it does not, and finds its software through the
                      set-up alone (PBS, Grid Engine, PJM; see profiles/README.md for SLURM)
   MNIST_JOB_PYTHON   "login" (default): jobs run the login node's interpreter by its
-                     absolute path (Snakemake's default on a shared file system);
+                     absolute path (Snakemake's default on a shared file system),
+                     and a job that cannot start it stops with a message saying so;
                      "job": jobs run the `python` that the set-up puts on their PATH
                      (compute nodes of another architecture, e.g. Fugaku's A64FX)
 
@@ -23,6 +24,7 @@ the line a job runs is exactly what the user wrote. Standard library only.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shlex
 import sys
@@ -107,26 +109,31 @@ def env_mode(environ=os.environ) -> str:
     return value
 
 
-def login_python_guard(executable: str = sys.executable) -> str:
-    """Stop a job that cannot see the login node's interpreter, saying why and the fix.
+def login_python_guard(executable: str = sys.executable, machine: str = platform.machine()) -> str:
+    """Stop a job that cannot run the login node's interpreter, saying why and the fix.
 
-    Without it the job's shell only says "not found" (a compute node of another
-    architecture, a path the node does not mount).
+    It starts the interpreter (without site packages: a few milliseconds) rather than
+    testing the path: on Fugaku the x86_64 login node's Python exists on the compute
+    node's shared /home but cannot run on its A64FX ("Exec format error"). Without this
+    the job's shell only says "not found" or "cannot execute binary file".
     """
-    path = shlex.quote(executable)
-    why = shlex.quote(
-        f"the login node's Python {executable} does not exist (or cannot run) in this job: "
-        "set MNIST_JOB_PYTHON=job and put a python with snakemake on the job's PATH "
-        "with MNIST_JOB_SOURCE or MNIST_JOB_MODULES (profiles/README.md)"
+    why = (
+        f"MNIST_JOB_PYTHON=login: the Python of the login node, {executable} ({machine}), "
+        "does not exist or cannot run in this job (machine: ",
+        "): set MNIST_JOB_PYTHON=job and put a python with snakemake on the PATH of "
+        "the job with MNIST_JOB_SOURCE or MNIST_JOB_MODULES (profiles/README.md)",
     )
-    return f"{{ [ -x {path} ] || {{ echo {why} >&2; exit 1; }}; }}"
+    # Only $(uname -m) is left to the job's shell; the rest is quoted.
+    message = f'{shlex.quote(why[0])}"$(uname -m)"{shlex.quote(why[1])}'
+    run = f"{shlex.quote(executable)} -S -c '' 2>/dev/null"
+    return f"{{ {run} || {{ echo {message} >&2; exit 1; }}; }}"
 
 
 def job_setup(environ=os.environ, executable: str = sys.executable) -> dict:
     """What a profile's config.yaml needs: the precommand, and the python and env modes."""
     lines = [line for line in (source_line(environ), module_line(environ)) if line]
-    if python_mode(environ) == "login" and lines:
-        # Only with a set-up: jobs without one run as they always did.
+    if python_mode(environ) == "login":
+        # After the set-up (which may mount or load what the interpreter needs).
         lines.append(login_python_guard(executable))
     return {
         "precommand": " && ".join(lines),

@@ -13,6 +13,8 @@ from mnistflow import containers, runtime
 
 runtime.log_to(snakemake.log[0])
 print(containers.where(), flush=True)  # which software ran: the image or the host's
+# Loaded by --sdm env-modules (config envmodules) or the profiles' MNIST_JOB_MODULES.
+print(f"environment modules: {os.environ.get('LOADEDMODULES') or 'none'}", flush=True)
 hyperparameters = snakemake.params.hyperparameters
 # Read from the config, not params: checkpoint settings do not change the result, so
 # editing them must not rerun finished trainings; nor does the distribution (the weights
