@@ -173,8 +173,45 @@ def test_a_killed_training_resumes_the_same_curves_each_epoch_once(data, tmp_pat
     # Epoch 3 is in the files twice (before the kill, and trained again) ...
     assert raw_steps(folder, "train", "epoch_loss") == [1, 2, 3, 3, 4, 5]
     # ... and TensorBoard's readers show each epoch once, with history.csv's values.
-    assert_events_match_history(folder, out / "history.csv")
+    scalars = assert_events_match_history(folder, out / "history.csv")
     assert len(event_files(folder)) == 5  # train and validation twice, test once
+    # And the TensorBoard users start (its Rust data server where installed) shows the same.
+    expected = scalars["train"]["epoch_loss"]
+    assert serve_scalars(folder.parent, "run/train", "epoch_loss", expected) == expected
+
+
+def serve_scalars(logdir: Path, run: str, tag: str, expected: list) -> list:
+    """(step, value) of ``tag`` as a real `tensorboard --logdir` serves them, once it serves
+    ``expected`` (it loads in the background) or after 4 minutes."""
+    import socket
+    import time
+    import urllib.parse
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port),
+         "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    query = urllib.parse.urlencode({"run": run, "tag": tag})
+    url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?{query}"
+    served, deadline = None, time.time() + 240
+    try:
+        while served != expected and time.time() < deadline:
+            assert server.poll() is None, "tensorboard ended"
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    served = [(step, value) for _, step, value in json.loads(response.read())]
+            except OSError:
+                continue  # not listening yet
+        return served
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_a_fresh_start_replaces_an_earlier_trainings_files(tmp_path):
