@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from conftest import copy_workflow, snakemake
+from eventscheck import assert_events_match_history
 from schedulers.schedtest import start_snakemake, wait_for, wait_snakemake
 
 # ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
@@ -229,6 +230,10 @@ def assert_resumed_as_uninterrupted(work: Path, reference: Path, run: str, epoch
         work / "results" / run / "param.hdf5", reference / "results" / run / "param.hdf5"
     )
     assert not (work / ".checkpoints").exists(), "checkpoints are removed after success"
+    # TensorBoard's readers show the same curves: each epoch once, with history.csv's values.
+    assert_events_match_history(
+        work / "logs" / "tensorboard" / run, work / "results" / run / "history.csv"
+    )
 
 
 def assert_same_weights(mine: Path, theirs: Path) -> None:

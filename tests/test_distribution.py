@@ -362,6 +362,16 @@ def test_the_log_says_how_many_processes_and_devices(runs, name, line):
     ]
 
 
+def test_only_process_0_writes_the_tensorboard_events(runs):
+    """One event file per part (one writer), holding the run's history, in every mode."""
+    from eventscheck import assert_events_match_history, event_files
+
+    for name in ("single", *MODES):
+        folder = runs[name] / "logs" / "tensorboard" / RUN
+        assert [p.parent.name for p in event_files(folder)] == ["test", "train", "validation"]
+        assert_events_match_history(folder, runs[name] / "results" / RUN / "history.csv")
+
+
 def test_distributed_outputs_are_the_single_process_files(runs):
     for name in MODES:
         outputs = runs[name] / "results" / RUN

@@ -194,10 +194,10 @@ def test_each_step_imports_only_what_its_environments_hold(rule):
 
 def test_only_the_tensorflow_steps_run_in_the_container_and_the_import_check_has_teeth():
     """Evaluate scores saved predictions without TensorFlow, so only train and the on-demand
-    export need the image; the check above would catch a container step importing what the
-    image lacks (evaluate's matplotlib)."""
+    export and prediction of new images need the image; the check above would catch a
+    container step importing what the image lacks (evaluate's matplotlib)."""
     in_container = sorted(rule for rule, step in STEPS.items() if step["container"])
-    assert in_container == ["export", "train"]
+    assert in_container == ["export", "predict_images", "train"]
     container = set(PACKAGE_LISTS["container"]())
     assert "matplotlib" in imported_distributions(STEPS["evaluate"]["script"]) - container
 

@@ -20,8 +20,10 @@ hyperparameters = snakemake.params.hyperparameters
 # editing them must not rerun finished trainings; nor does the distribution (the weights
 # match a single device's to float32 round-off; docs/distributed.md).
 checkpoints = snakemake.config["checkpoint"]
+tensorboard = snakemake.config["tensorboard"]  # nor do the event files (docs/tensorboard.md)
 spread = snakemake.config["distribution"]  # complete: the schema's defaults are filled in
 wildcards = snakemake.wildcards
+run_path = Path(wildcards.dataset, wildcards.family, wildcards.run)
 arguments = dict(
     data=snakemake.input.data,
     family=wildcards.family,
@@ -31,12 +33,11 @@ arguments = dict(
     history=snakemake.output.history,
     predictions_npz=snakemake.output.predictions,
     run=wildcards.run,
-    checkpoints=str(
-        Path(checkpoints["directory"], wildcards.dataset, wildcards.family, wildcards.run)
-    ),
+    checkpoints=str(Path(checkpoints["directory"], run_path)),
     checkpoints_root=checkpoints["directory"],
     every_epochs=checkpoints["every_epochs"],
     every_minutes=checkpoints["every_minutes"],
+    tensorboard=str(Path(tensorboard["directory"], run_path)) if tensorboard["enabled"] else None,
 )
 
 if spread["mode"] == "processes":

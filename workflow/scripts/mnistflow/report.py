@@ -96,6 +96,23 @@ def _sweep_section(sweep: dict) -> tuple[list[str], set[str]]:
     return section, hidden
 
 
+def _tensorboard_section(config: dict) -> list[str]:
+    """Where the runs' TensorBoard event files are and how to watch them (docs/tensorboard.md)."""
+    tensorboard = config.get("tensorboard") or {}
+    if not tensorboard.get("enabled"):
+        return []
+    folder = Path(tensorboard["directory"], config["dataset"])
+    # The report lives in results/<dataset>/: a relative folder is two levels up.
+    link = folder.as_uri() if folder.is_absolute() else f"../../{folder.as_posix()}"
+    command = f"tensorboard --logdir {folder.as_posix()}"
+    return [
+        "<h2>TensorBoard</h2>",
+        f'<p>Every training\'s curves, written while it trained: <a href="{html.escape(link)}/">'
+        f"{html.escape(folder.as_posix())}/</a> (one folder per run). Watch them with "
+        f"<code>{html.escape(command)}</code> from the working directory.</p>",
+    ]
+
+
 METRICS_COLUMNS = [
     "run",
     "family",
@@ -165,6 +182,7 @@ def build_report(
         *study_section,
         "<h2>Training curves</h2>",
         curves_html,
+        *_tensorboard_section(config),
     ]
     for run, m in zip(runs, metrics, strict=True):
         if run["run"] in hidden:

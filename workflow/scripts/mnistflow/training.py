@@ -18,7 +18,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnistflow import checkpoint, distribution, models, numerics, predictions, preprocess, stopping
+from mnistflow import (
+    checkpoint,
+    distribution,
+    models,
+    numerics,
+    predictions,
+    preprocess,
+    stopping,
+    summaries,
+)
 from mnistflow.atomic import atomic_path, write_text
 from mnistflow.sources import module_files
 
@@ -250,6 +259,7 @@ def train(
     every_minutes: float = 10,
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
     spread: distribution.Setup = distribution.NO_DISTRIBUTION,
+    tensorboard: str | Path | None = None,
 ) -> list[dict]:
     """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history,
     and with ``predictions_npz`` the test images' class probabilities (mnistflow.predictions).
@@ -263,6 +273,9 @@ def train(
     ``spread`` (distribution.setup): a data-parallel run, of which this is one process; each
     feeds its part of every batch, all take part in every step and decision, and only
     process 0 writes outputs and checkpoints. The outputs are those of a single process.
+
+    ``tensorboard``: a folder of this run's own for TensorBoard event files, written while it
+    trains, continued by a resumed run (mnistflow.summaries); process 0 writes them.
     """
     arrays = (*preprocess.load_split(data, "train"), *preprocess.load_split(data, "val"))
     model, steps_per_epoch = compiled_model(family, hp, arrays, spread, log)
@@ -273,6 +286,12 @@ def train(
         state = store.load()
     resume(model, state, f"{family}/{run}", log)
     feed = Feed(model, arrays, hp["batch_size"], spread)
+    events, live = None, []
+    if tensorboard is not None and spread.writes:
+        rates = summaries.learning_rates(models.learning_rate(hp, steps_per_epoch), steps_per_epoch)
+        first_epoch, rows = (state.epoch, state.rows) if state is not None else (0, [])
+        events = summaries.start(tensorboard, first_epoch, rows, rates)
+        live = [summaries.Live(events, rates)]
 
     epoch_log = EpochLog(hp["epochs"], log, resumed=state)
     with stopping.on_signals() as stop:
@@ -295,7 +314,7 @@ def train(
             feed,
             hp,
             state,
-            [*first, *averaging, Checkpointing(trainer), epoch_log],
+            [*first, *averaging, Checkpointing(trainer), epoch_log, *live],
             every_epochs=every_epochs,
         )
 
@@ -304,7 +323,13 @@ def train(
             return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
         model = undistributed_copy(model, family, hp, steps_per_epoch)
     numerics.check_weights(model, family, run, hp)
-    write_outputs(model, data, epoch_log.rows, param_hdf5, model_keras, history, predictions_npz)
+    test = write_outputs(
+        model, data, epoch_log.rows, param_hdf5, model_keras, history, predictions_npz
+    )
+    if events is not None:
+        if test is not None:
+            summaries.write_test(events, hp["epochs"], *test)
+        events.close()
     if store is not None:
         store.clear()
     return epoch_log.rows
@@ -419,18 +444,19 @@ def fit_epochs(trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, eve
                 trainer.save(mid_epoch=False)
 
 
-def write_outputs(model, data, rows, param_hdf5, model_keras, history, predictions_npz) -> None:
+def write_outputs(model, data, rows, param_hdf5, model_keras, history, predictions_npz):
     """param.hdf5, model.keras (both loading with plain Keras), history.csv and, with
-    ``predictions_npz``, the test images' class probabilities."""
+    ``predictions_npz``, the test images' class probabilities; returns those and the test
+    labels (None without ``predictions_npz``)."""
     saved = models.portable(model)  # loads with plain Keras
     save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
         saved.save(tmp)
     write_text(history, history_csv(rows))
     if predictions_npz is None:
-        return
+        return None
     # Predicted here, with the model in memory, so that the evaluate step needs no Keras.
-    test_x, _ = preprocess.load_split(data, "test")
+    test_x, test_y = preprocess.load_split(data, "test")
     probabilities = model.predict(
         keras.ops.convert_to_tensor(models.reshape_for(model, test_x)), batch_size=1000, verbose=0
     )
@@ -438,3 +464,4 @@ def write_outputs(model, data, rows, param_hdf5, model_keras, history, predictio
     if model.optimizer.use_ema:
         used["ema_momentum"] = round(float(model.optimizer.ema_momentum), 4)
     predictions.save(predictions_npz, probabilities, backend=keras.backend.backend(), training=used)
+    return keras.ops.convert_to_numpy(probabilities), test_y
