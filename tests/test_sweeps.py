@@ -111,7 +111,7 @@ def test_swept_family_trains_its_study_instead_of_its_default_run():
 
 def test_without_a_sweep_nothing_changes():
     config = config_with({})
-    assert config["sweep"] == {"seeds": [], "threads": 1, "families": {}}
+    assert config["sweep"] == {"seeds": [], "threads": 1, "group": True, "families": {}}
     assert sweeps.study(config) == []
     assert {family: list(runs) for family, runs in settings.runs(config).items()} == {
         "softmax": ["default"],

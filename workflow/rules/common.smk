@@ -128,11 +128,10 @@ def package_sources(*modules):
 
 
 def run_outputs(dataset, name):
-    """One output file of every configured run."""
+    """One output file of every configured run that trains to the end (sweep.smk)."""
     return [
         f"results/{dataset}/{family}/{run}/{name}"
-        for family, runs in RUNS.items()
-        for run in runs
+        for family, run in reported_runs(dataset)
     ]
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import jsonschema
 
+from mnistflow import halving
+
 BASE_SETTING = "base"
 MAX_SETTING_NAME = 120  # characters; keeps run directories well below file-name limits
 NAME_PART = re.compile(r"[A-Za-z0-9_.-]+")
@@ -217,6 +219,9 @@ def study(config: dict) -> list[SweepRun]:
     runs = []
     for family in swept_families(config):
         base = config["hyperparameters"].get(family, {})
+        rungs = halving.rungs(config["sweep"]["families"][family])
+        if rungs:  # every setting's schedule runs over the maximal budget, the last rung
+            base = {**base, "epochs": rungs[-1]}
         for overrides in family_settings(config["sweep"]["families"][family]):
             setting = setting_name(overrides)
             for seed in seeds(config):
@@ -293,6 +298,7 @@ def config_errors(config: dict, schema: dict) -> list[str]:
             lines.append(
                 f"  {where}: needs a grid, settings or random (settings: [{{}}] is the base run)"
             )
+        lines += halving.config_errors(where, family_sweep)
         if lines:
             continue  # sampling would trip over the problems already named
         try:
