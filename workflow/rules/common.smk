@@ -87,6 +87,20 @@ onstart:
         from mnistflow import resource_safety
 
         resource_safety.check_run(workflow)
+        # A study as SLURM job arrays: what the pinned plugin needs (mnistflow.sweeps).
+        array_rules = getattr(workflow.executor_settings, "array_jobs", None) or ""
+        problems = sweeps.array_job_errors(
+            {rule.strip() for rule in array_rules.replace(";", ",").split(",")}
+            - {""},
+            grouped=STUDY_GROUP is not None,
+            jobs=workflow.resource_settings.nodes,
+            runs=len(SWEEP),
+        )
+        if problems:
+            raise settings.ConfigError(
+                "the study cannot go out as SLURM job arrays:\n"
+                + "\n".join(problems)
+            )
     # --sdm apptainer: no image (or runtime) stops the run before any job runs or is submitted;
     # Snakemake would find a missing image only when the first train job runs.
     if containers.wanted(workflow.deployment_settings):

@@ -306,3 +306,35 @@ def config_errors(config: dict, schema: dict) -> list[str]:
         except ValueError as error:
             lines.append(f"  {where}: {error}")
     return lines
+
+
+ARRAY_ISSUE = "snakemake-executor-plugin-slurm issue 473"
+
+
+def array_job_errors(
+    array_rules: set[str], grouped: bool, jobs: int | None, runs: int
+) -> list[str]:
+    """What keeps a study's trainings from going out as SLURM job arrays, with the fix.
+
+    ``array_rules``: --slurm-array-jobs (rule names or "all"); ``jobs``: --jobs; ``runs``: the
+    study's runs. The pinned plugin (2.8.0) drops, without submitting, a rule's ready jobs when
+    fewer arrive than are ready and fewer than --slurm-array-limit (ARRAY_ISSUE): their
+    --jobs slots are never given back and the run hangs. With --jobs at least the study's
+    runs, every wave holds all of a rule's ready jobs.
+    """
+    wanted = "all" in array_rules or bool({"train", "train_rung", "evaluate"} & array_rules)
+    if not wanted or runs == 0:
+        return []
+    lines = []
+    if grouped:
+        lines.append(
+            "  sweep.group: job arrays take ungrouped jobs only (the plugin submits group jobs "
+            "one by one); set sweep.group: false"
+        )
+    if jobs is not None and jobs < runs:
+        lines.append(
+            f"  --jobs {jobs}: below the study's {runs} runs, the SLURM plugin in array mode "
+            f"drops jobs and hangs ({ARRAY_ISSUE}); pass --jobs {runs} or more (SLURM's "
+            "MaxArraySize and --slurm-array-limit still bound each array)"
+        )
+    return lines
