@@ -136,7 +136,7 @@ def test_the_winner_ends_with_the_weights_of_one_training_to_the_end(killed_and_
     }
     (reference / "once.yaml").write_text(yaml.safe_dump(once))
     target = str(run_dir(winner) / "param.hdf5")
-    snakemake(reference, "--configfile", "once.yaml", target)
+    snakemake(reference, target, "--configfile", "once.yaml")
 
     def weights(path: Path) -> dict[str, np.ndarray]:
         arrays = {}

@@ -112,10 +112,13 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
         timeout=540,
     )
     # The plugin names each task's log <array job id>_<task index>.log under its rule.
-    logs = sorted((work / "logs" / "slurm" / "train").rglob("*.log"))
+    logs = sorted((work / "logs" / "slurm" / "rule_train").rglob("*.log"))
     ids = {re.fullmatch(r"(\d+)_(\d+)\.log", log.name).groups() for log in logs}
     parents = {parent for parent, _ in ids}
     assert len(logs) == RUNS and len(parents) == 1, (logs, out[-4000:])
+    # Each task ran its own run's training (profiles/slurm: --wrap, not the plugin's script).
+    trained = {re.search(r"wildcards: (.*)", log.read_text()).group(1) for log in logs}
+    assert len(trained) == RUNS, trained
     (parent,) = parents
     records = array_task_ids(parent)
     assert records == sorted(f"{parent}_{i}|COMPLETED" for i in range(1, RUNS + 1)), records

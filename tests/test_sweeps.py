@@ -293,3 +293,7 @@ def test_array_jobs_need_an_ungrouped_study_and_jobs_for_every_run():
     assert "set sweep.group: false" in grouped
     assert "--jobs 50: below the study's 100 runs" in few and "--jobs 100 or more" in few
     assert "issue 473" in few
+    (unsafe,) = sweeps.array_job_errors(
+        {"train"}, grouped=False, jobs=None, runs=4, config_args=["seed=1", "x=$(id)"]
+    )
+    assert "--config x=$(id)" in unsafe and "--configfile" in unsafe

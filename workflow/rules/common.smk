@@ -95,6 +95,7 @@ onstart:
             grouped=STUDY_GROUP is not None,
             jobs=workflow.resource_settings.nodes,
             runs=len(SWEEP),
+            config_args=workflow.config_settings.config_args,
         )
         if problems:
             raise settings.ConfigError(
