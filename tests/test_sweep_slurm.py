@@ -109,7 +109,7 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
         "study.yaml",
         "--slurm-array-jobs",
         "train,evaluate",
-        timeout=540,
+        timeout=900,  # four rounds of sbatch (preprocess, train, evaluate, report) on a busy node
     )
     # The plugin names each task's log <array job id>_<task index>.log under its rule.
     logs = sorted((work / "logs" / "slurm" / "rule_train").rglob("*.log"))
