@@ -116,8 +116,9 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
     ids = {re.fullmatch(r"(\d+)_(\d+)\.log", log.name).groups() for log in logs}
     parents = {parent for parent, _ in ids}
     assert len(logs) == RUNS and len(parents) == 1, (logs, out[-4000:])
-    # Each task ran its own run's training (profiles/slurm: --wrap, not the plugin's script).
-    trained = {re.search(r"wildcards: (.*)", log.read_text()).group(1) for log in logs}
+    # Each task ran its own run's training (profiles/slurm: --wrap, not the plugin's script):
+    # a task's log shows the array's first job, then the job the task ran.
+    trained = {re.findall(r"wildcards: (.*)", log.read_text())[-1] for log in logs}
     assert len(trained) == RUNS, trained
     (parent,) = parents
     records = array_task_ids(parent)
