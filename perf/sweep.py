@@ -3,7 +3,9 @@
     python perf/sweep.py [--repeats 3] [--epochs 5] [--skip-parallel]
 
 1. Planning: `snakemake -n` of a 1,000-run study (softmax: 10 learning rates x 10 batch
-   sizes x 10 seeds, 2,000 train/evaluate jobs). Target: < 10 s.
+   sizes x 10 seeds, 2,000 train/evaluate jobs); of a 1,000-setting random search (about
+   2,000 jobs); of the same random search with successive halving (rungs 1, 3, 9: planned up
+   to the first rung's decision, about 1,000 jobs). Target (issue 22): < 5 s.
 2. Parallel training: an 8-run softmax study (4 learning rates x 2 seeds) on the bundled
    mnist-sample, from its trainings to the report, with `--cores 1` and `--cores 2` (each
    training uses sweep.threads = 1 thread). Target on a 2-core machine: -j2 <= 0.65 x -j1.
@@ -15,6 +17,7 @@ All runs happen in a scratch copy of the workflow; nothing is written to the rep
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -27,6 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from run import copy_workflow, snakemake_command, timed  # noqa: E402
+
+
+def cpu_name() -> str:
+    """The CPU the figures were measured on (lscpu's model name), to print beside them."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def snakemake(workdir: Path, *args: str) -> float:
@@ -43,8 +54,17 @@ def study_config(grid: dict, seeds: list[int], epochs: int) -> dict:
     }
 
 
-def planning_seconds(workdir: Path, repeats: int) -> list[float]:
-    config = study_config(
+RANDOM_SEARCH = {
+    "samples": 1000,
+    "distributions": {
+        "learning_rate": {"loguniform": [0.0001, 0.3]},
+        "batch_size": {"int": [16, 256]},
+    },
+}
+
+
+def planning_configs() -> dict[str, dict]:
+    grid = study_config(
         {
             "learning_rate": [round(0.001 * 1.5**i, 6) for i in range(10)],
             "batch_size": [32 + 16 * i for i in range(10)],
@@ -52,6 +72,21 @@ def planning_seconds(workdir: Path, repeats: int) -> list[float]:
         seeds=list(range(10)),
         epochs=1,
     )
+    search = study_config({}, seeds=[0], epochs=9)
+    search["sweep"]["families"]["softmax"] = {"random": RANDOM_SEARCH}
+    halving = study_config({}, seeds=[0], epochs=9)
+    halving["sweep"]["families"]["softmax"] = {
+        "random": RANDOM_SEARCH,
+        "halving": {"rungs": [1, 3, 9], "eta": 3},
+    }
+    return {
+        "a 1,000-run grid study (snakemake -n)": grid,
+        "a 1,000-setting random search": search,
+        "the same with successive halving": halving,
+    }
+
+
+def planning_seconds(workdir: Path, repeats: int, config: dict) -> list[float]:
     (workdir / "plan.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "-n", "--configfile", "plan.yaml")  # warm the file cache
     return [snakemake(workdir, "-n", "--configfile", "plan.yaml") for _ in range(repeats)]
@@ -85,11 +120,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = copy_workflow(Path(tmp) / "workflow")
-        plan = planning_seconds(workdir, args.repeats)
-        median_plan = statistics.median(plan)
-        rows.append(
-            ("plan a 1,000-run study (snakemake -n)", f"{median_plan:.2f} s", "< 10 s", plan)
-        )
+        for name, config in planning_configs().items():
+            plan = planning_seconds(workdir, args.repeats, config)
+            median_plan = statistics.median(plan)
+            rows.append((f"plan {name}", f"{median_plan:.2f} s", "< 5 s", plan))
         if not args.skip_parallel:
             times = parallel_seconds(workdir, args.repeats, args.epochs)
             j1, j2 = (statistics.median(times[cores]) for cores in (1, 2))
@@ -99,7 +133,8 @@ def main() -> None:
                 ("ratio -j2 / -j1", f"{j2 / j1:.2f}", "<= 0.65", []),
             ]
 
-    print(f"\nmedians of {args.repeats} runs\n")
+    load = os.getloadavg()[0]
+    print(f"\nmedians of {args.repeats} runs; {cpu_name()}, load {load:.1f} (1-minute average)\n")
     print(f"| {'benchmark':<40} | {'median':>9} | {'target':>8} | all runs (s)")
     print(f"|{'-' * 42}|{'-' * 11}|{'-' * 10}|{'-' * 20}")
     for name, median, target, runs in rows:

@@ -72,3 +72,78 @@ def test_grouped_study_submits_fewer_jobs_than_runs(tmp_path):
     assert states == ["COMPLETED"] * 3, states
     settings = (work / "results" / "mnist-sample" / "sweep" / "settings.csv").read_text()
     assert len(settings.splitlines()) == 1 + 2  # header + 2 settings, 2 seeds each
+
+
+def array_task_ids(parent: str) -> list[str]:
+    """The scheduler's records of an array job's tasks: ``<parent>_<index>`` IDs.
+
+    sacct where accounting is kept, else squeue (which keeps finished jobs for MinJobAge).
+    """
+    sacct = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", parent, "--format=JobID,State"],
+        capture_output=True,
+        text=True,
+    )
+    if sacct.returncode == 0 and sacct.stdout.strip():
+        lines = sacct.stdout.split()
+    else:
+        lines = subprocess.run(
+            ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", parent],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    return sorted(line for line in lines if re.fullmatch(rf"{parent}_\d+\|COMPLETED", line))
+
+
+def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
+    work = copy_workflow(tmp_path / "array")
+    study = {**STUDY, "sweep": {**STUDY["sweep"], "group": False}}  # arrays take no groups
+    (work / "study.yaml").write_text(yaml.safe_dump(study))
+    out = run_snakemake(
+        work,
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        "--configfile",
+        "study.yaml",
+        "--slurm-array-jobs",
+        "train,evaluate",
+        timeout=900,  # four rounds of sbatch (preprocess, train, evaluate, report) on a busy node
+    )
+    # The plugin names each task's log <array job id>_<task index>.log under its rule.
+    logs = sorted((work / "logs" / "slurm" / "rule_train").rglob("*.log"))
+    ids = {re.fullmatch(r"(\d+)_(\d+)\.log", log.name).groups() for log in logs}
+    parents = {parent for parent, _ in ids}
+    assert len(logs) == RUNS and len(parents) == 1, (logs, out[-4000:])
+    # Each task ran its own run's training (profiles/slurm: --wrap, not the plugin's script):
+    # a task's log shows the array's first job, then the job the task ran.
+    trained = {re.findall(r"wildcards: (.*)", log.read_text())[-1] for log in logs}
+    assert len(trained) == RUNS, trained
+    (parent,) = parents
+    records = array_task_ids(parent)
+    assert records == sorted(f"{parent}_{i}|COMPLETED" for i in range(1, RUNS + 1)), records
+    settings = (work / "results" / "mnist-sample" / "sweep" / "settings.csv").read_text()
+    assert len(settings.splitlines()) == 1 + 2
+
+
+def test_what_keeps_a_study_from_going_out_as_arrays_is_named_before_any_submission(tmp_path):
+    work = copy_workflow(tmp_path / "refused")
+    (work / "study.yaml").write_text(yaml.safe_dump(STUDY))  # grouped, as by default
+    out = run_snakemake(
+        work,
+        "--profile",
+        "profiles/slurm",
+        *FAST,
+        "--configfile",
+        "study.yaml",
+        "--slurm-array-jobs",
+        "train",
+        "--jobs",
+        "2",
+        check=False,
+    )
+    assert "the study cannot go out as SLURM job arrays" in out, out[-4000:]
+    assert "set sweep.group: false" in out
+    assert "--jobs 2: below the study's 4 runs" in out and "issue 473" in out
+    assert not re.findall(r"submitted with SLURM jobid", out)

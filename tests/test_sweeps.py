@@ -111,7 +111,7 @@ def test_swept_family_trains_its_study_instead_of_its_default_run():
 
 def test_without_a_sweep_nothing_changes():
     config = config_with({})
-    assert config["sweep"] == {"seeds": [], "threads": 1, "families": {}}
+    assert config["sweep"] == {"seeds": [], "threads": 1, "group": True, "families": {}}
     assert sweeps.study(config) == []
     assert {family: list(runs) for family, runs in settings.runs(config).items()} == {
         "softmax": ["default"],
@@ -282,3 +282,18 @@ def test_report_shows_the_study_and_details_only_the_winners(tmp_path):
     # The winner's seeds keep their sections, the others only their rows in the tables.
     assert page.count("<h2>softmax/") == 2
     assert "<h2>softmax/learning_rate=0.01+seed=1</h2>" in page
+
+
+def test_array_jobs_need_an_ungrouped_study_and_jobs_for_every_run():
+    assert sweeps.array_job_errors(set(), grouped=True, jobs=2, runs=100) == []  # no arrays
+    assert sweeps.array_job_errors({"report"}, grouped=True, jobs=2, runs=100) == []
+    assert sweeps.array_job_errors({"train"}, grouped=False, jobs=100, runs=100) == []
+    assert sweeps.array_job_errors({"all"}, grouped=False, jobs=None, runs=100) == []
+    grouped, few = sweeps.array_job_errors({"train_rung"}, grouped=True, jobs=50, runs=100)
+    assert "set sweep.group: false" in grouped
+    assert "--jobs 50: below the study's 100 runs" in few and "--jobs 100 or more" in few
+    assert "issue 473" in few
+    (unsafe,) = sweeps.array_job_errors(
+        {"train"}, grouped=False, jobs=None, runs=4, config_args=["seed=1", "x=$(id)"]
+    )
+    assert "--config x=$(id)" in unsafe and "--configfile" in unsafe

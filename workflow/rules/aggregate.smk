@@ -8,6 +8,7 @@ rule aggregate_sweep:
     input:
         metrics=lambda wildcards: sweep_run_outputs(wildcards.dataset, "metrics.json"),
         history=lambda wildcards: sweep_run_outputs(wildcards.dataset, "history.csv"),
+        halving=lambda wildcards: halving_decisions(wildcards.dataset),
         code=package_sources("aggregate.py"),
     output:
         settings="results/{dataset}/sweep/settings.csv",
@@ -19,6 +20,7 @@ rule aggregate_sweep:
             labels={"figure": "validation accuracy vs hyperparameters"},
         ),
         summary="results/{dataset}/sweep/summary.txt",
+        rungs="results/{dataset}/sweep/rungs.csv",
     log:
         "logs/{dataset}/aggregate_sweep.log",
     conda:
@@ -30,9 +32,18 @@ rule aggregate_sweep:
         runtime=10,
     params:
         # The study itself: a changed set of runs reruns the aggregate even without new files.
-        runs=[
+        runs=lambda wildcards: [
             {"family": r.family, "run": r.name, "setting": r.setting, "seed": r.seed}
-            for r in SWEEP
+            for r in final_runs(wildcards.dataset)
         ],
+        # Halving families: what a full grid of their settings would train, for the summary.
+        halving=lambda wildcards: {
+            family: {
+                **spec,
+                "runs": len(FAMILY_RUNS[family]),
+                "seeds": len(sweeps.seeds(config)),
+            }
+            for family, spec in HALVING.items()
+        },
     script:
         "../scripts/aggregate.py"

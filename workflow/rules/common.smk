@@ -23,6 +23,21 @@ onstart:
         from mnistflow import resource_safety
 
         resource_safety.check_run(workflow)
+        # A study as SLURM job arrays: what the pinned plugin needs (mnistflow.sweeps).
+        array_rules = getattr(workflow.executor_settings, "array_jobs", None) or ""
+        problems = sweeps.array_job_errors(
+            {rule.strip() for rule in array_rules.replace(";", ",").split(",")}
+            - {""},
+            grouped=STUDY_GROUP is not None,
+            jobs=workflow.resource_settings.nodes,
+            runs=len(SWEEP),
+            config_args=workflow.config_settings.config_args,
+        )
+        if problems:
+            raise settings.ConfigError(
+                "the study cannot go out as SLURM job arrays:\n"
+                + "\n".join(problems)
+            )
     # --sdm apptainer: no image (or runtime) stops the run before any job runs or is submitted;
     # Snakemake would find a missing image only when the first train job runs.
     if containers.wanted(workflow.deployment_settings):
@@ -80,11 +95,10 @@ def package_sources(script):
 
 
 def run_outputs(dataset, name):
-    """One output file of every configured run."""
+    """One output file of every configured run that trains to the end (sweep.smk)."""
     return [
         f"results/{dataset}/{family}/{run}/{name}"
-        for family, runs in RUNS.items()
-        for run in runs
+        for family, run in reported_runs(dataset)
     ]
 
 

@@ -42,7 +42,7 @@ rule report:
         runtime=10,
     params:
         runs=lambda wildcards: [
-            f"{family}/{run}" for family, runs in RUNS.items() for run in runs
+            f"{family}/{run}" for family, run in reported_runs(wildcards.dataset)
         ],
         config=settings.canonical_config(config),
         sweep=lambda wildcards: sweep_outputs(wildcards.dataset),

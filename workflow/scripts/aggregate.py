@@ -15,5 +15,8 @@ for line in aggregate.aggregate(
     runs_dest=snakemake.output.runs,
     plot_dest=snakemake.output.plot,
     summary_dest=snakemake.output.summary,
+    rungs_dest=snakemake.output.rungs,
+    halving=snakemake.params.halving,
+    decisions=snakemake.input.halving,
 ):
     print(line)

@@ -24,14 +24,19 @@ tensorboard = snakemake.config["tensorboard"]  # nor do the event files (docs/te
 spread = snakemake.config["distribution"]  # complete: the schema's defaults are filled in
 wildcards = snakemake.wildcards
 run_path = Path(wildcards.dataset, wildcards.family, wildcards.run)
+# A successive-halving rung (rule train_rung): stop after its epochs, keep the checkpoint,
+# write only the history so far; the other outputs come with the run's last rung.
+rung = snakemake.params.get("stop_at_epoch")
+outputs = snakemake.output
 arguments = dict(
     data=snakemake.input.data,
     family=wildcards.family,
     hp=hyperparameters,
-    param_hdf5=snakemake.output.param,
-    model_keras=snakemake.output.model,
-    history=snakemake.output.history,
-    predictions_npz=snakemake.output.predictions,
+    param_hdf5=None if rung else outputs.param,
+    model_keras=None if rung else outputs.model,
+    history=outputs.history,
+    predictions_npz=None if rung else outputs.predictions,
+    stop_at_epoch=rung,
     run=wildcards.run,
     checkpoints=str(Path(checkpoints["directory"], run_path)),
     checkpoints_root=checkpoints["directory"],

@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
+from mnistflow import halving as halving_module
 from mnistflow import plots
 from mnistflow.atomic import write_text
 from mnistflow.hyperparameter_values import hyperparameter_text
@@ -183,8 +184,16 @@ def aggregate(
     runs_dest: str | Path,
     plot_dest: str | Path,
     summary_dest: str | Path,
+    rungs_dest: str | Path | None = None,
+    halving: dict | None = None,
+    decisions: Iterable[str | Path] = (),
 ) -> list[str]:
-    """Read every run, write the tables, the plot and the summary; return the summary lines."""
+    """Read every run, write the tables, the plot and the summary; return the summary lines.
+
+    ``halving``: {family: its halving block, with the study's ``runs`` and ``seeds`` counts};
+    ``decisions``: the rungs' decision files (mnistflow.halving). ``rungs_dest`` gets one row
+    per setting: where it stopped, or that it finished, and how far it trailed there.
+    """
     results = [read_run(run) for run in runs]
     rows = summarise(results)
     write_text(settings_dest, settings_csv(rows))
@@ -192,8 +201,41 @@ def aggregate(
     panels = {row["family"]: swept_keys(rows, row["family"]) or ["setting"] for row in rows}
     plots.sweep_validation_accuracy(rows, results, panels, plot_dest)
     lines = summary_lines(rows)
+    rung_rows, rung_lines = _halving(rows, halving or {}, decisions)
+    lines += rung_lines
+    if rungs_dest is not None:
+        write_text(rungs_dest, _csv(halving_module.RUNG_COLUMNS, rung_rows))
     write_text(summary_dest, "\n".join(lines) + "\n")
     return lines
+
+
+def _halving(rows: list[dict], specs: dict, decision_paths: Iterable) -> tuple[list, list]:
+    """Rung table rows (stopped settings, then the finalists) and summary lines per family."""
+    decisions: dict[str, list[dict]] = {}
+    for path in decision_paths:
+        decision = json.loads(Path(path).read_text())
+        decisions.setdefault(decision["family"], []).append(decision)
+    table, lines = [], []
+    for family, spec in specs.items():
+        rungs = sorted(decisions.get(family, []), key=lambda d: d["epochs"])
+        table += halving_module.stopped_rows(family, rungs, spec["seeds"])
+        finalists = [row for row in rows if row["family"] == family]
+        table += [
+            {
+                "family": family,
+                "setting": row["setting"],
+                "stopped_at": "",  # finished: trained to the last rung
+                "epochs_trained": spec["rungs"][-1] * row["seeds"],
+                "rank": row["rank"],
+                "of": len(finalists),
+                "val_accuracy_mean": row["val_accuracy_mean"],
+                "behind_best": row["val_gap_to_winner"],
+                "behind_cutoff": 0.0,
+            }
+            for row in finalists
+        ]
+        lines += halving_module.summary_lines(family, spec, rungs)
+    return table, lines
 
 
 def read_settings(path: str | Path) -> list[dict]:

@@ -92,6 +92,7 @@ def _sweep_section(sweep: dict) -> tuple[list[str], set[str]]:
             rows,
         ),
         _img(sweep["plot"], "validation accuracy vs swept hyperparameters"),
+        *_halving_section(sweep.get("rungs")),
     ]
     return section, hidden
 
@@ -110,6 +111,44 @@ def _tensorboard_section(config: dict) -> list[str]:
         f'<p>Every training\'s curves, written while it trained: <a href="{html.escape(link)}/">'
         f"{html.escape(folder.as_posix())}/</a> (one folder per run). Watch them with "
         f"<code>{html.escape(command)}</code> from the working directory.</p>",
+    ]
+
+
+def _halving_section(rungs_csv: str | None) -> list[str]:
+    """Successive halving: where each setting stopped and how far it trailed there."""
+    if not rungs_csv or not Path(rungs_csv).exists():
+        return []
+    with open(rungs_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return []
+    return [
+        "<h3>Successive halving</h3>",
+        "<p>Each rung ranks its settings on validation accuracy after its epochs and stops "
+        "all but the best 1/eta; the promoted ones resume from their checkpoints.</p>",
+        _table(
+            [
+                "family",
+                "setting",
+                "stopped after",
+                "rank",
+                "val accuracy",
+                "behind promoted",
+                "epochs trained",
+            ],
+            [
+                [
+                    row["family"],
+                    row["setting"],
+                    f"{row['stopped_at']} epochs" if row["stopped_at"] else "finished",
+                    f"{row['rank']} of {row['of']}",
+                    f"{float(row['val_accuracy_mean']):.4f}",
+                    f"{float(row['behind_cutoff']):.4f}",
+                    row["epochs_trained"],
+                ]
+                for row in rows
+            ],
+        ),
     ]
 
 

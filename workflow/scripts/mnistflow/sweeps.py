@@ -11,6 +11,9 @@ A family's ``random`` block adds ``samples`` settings drawn from distributions w
 ``seed`` (random search): the same seed gives the same settings, and sampled floats keep
 4 significant digits so their names stay readable (``learning_rate=0.0123``).
 
+A family's ``halving`` block (successive halving, mnistflow.halving) sets its runs' ``epochs``
+to the last rung: the rung trainings stop early, the promoted runs resume.
+
 The setting ``{}`` (the config's own hyperparameters) is named ``base``. Names that would be
 too long or hold unusual characters become ``h<10 hex digits>``, a hash of the setting; the
 hyperparameters are always in the run's ``metrics.json`` and the study's ``runs.csv``.
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 import jsonschema
 
+from mnistflow import halving
 from mnistflow.hyperparameter_values import value_order
 
 BASE_SETTING = "base"
@@ -212,6 +216,9 @@ def study(config: dict) -> list[SweepRun]:
     runs = []
     for family in swept_families(config):
         base = config["hyperparameters"].get(family, {})
+        rungs = halving.rungs(config["sweep"]["families"][family])
+        if rungs:  # every setting's schedule runs over the maximal budget, the last rung
+            base = {**base, "epochs": rungs[-1]}
         for overrides in family_settings(config["sweep"]["families"][family]):
             setting = setting_name(overrides)
             for seed in seeds(config):
@@ -288,10 +295,54 @@ def config_errors(config: dict, schema: dict) -> list[str]:
             lines.append(
                 f"  {where}: needs a grid, settings or random (settings: [{{}}] is the base run)"
             )
+        lines += halving.config_errors(where, family_sweep)
         if lines:
             continue  # sampling would trip over the problems already named
         try:
             family_settings(family_sweep)
         except ValueError as error:
             lines.append(f"  {where}: {error}")
+    return lines
+
+
+ARRAY_ISSUE = "snakemake-executor-plugin-slurm issue 473"
+
+
+WRAP_UNSAFE = re.compile(r"[$`\"\\]")
+
+
+def array_job_errors(
+    array_rules: set[str], grouped: bool, jobs: int | None, runs: int, config_args=()
+) -> list[str]:
+    """What keeps a study's trainings from going out as SLURM job arrays, with the fix.
+
+    ``array_rules``: --slurm-array-jobs (rule names or "all"); ``jobs``: --jobs; ``runs``: the
+    study's runs. The pinned plugin (2.8.0) drops, without submitting, a rule's ready jobs when
+    fewer arrive than are ready and fewer than --slurm-array-limit (ARRAY_ISSUE): their
+    --jobs slots are never given back and the run hangs. With --jobs at least the study's
+    runs, every wave holds all of a rule's ready jobs. An array's job command goes through
+    sbatch --wrap="..." (profiles/slurm: the plugin's script mode breaks arrays), where a
+    ``--config`` value (``config_args``) with $, `, " or a backslash is expanded or cut.
+    """
+    wanted = "all" in array_rules or bool({"train", "train_rung", "evaluate"} & array_rules)
+    if not wanted or runs == 0:
+        return []
+    lines = []
+    if grouped:
+        lines.append(
+            "  sweep.group: job arrays take ungrouped jobs only (the plugin submits group jobs "
+            "one by one); set sweep.group: false"
+        )
+    for arg in config_args or ():
+        if WRAP_UNSAFE.search(arg):
+            lines.append(
+                f'  --config {arg}: an array\'s job command is sbatch --wrap="...", where '
+                '$, `, " and \\ do not survive; put the value in a --configfile'
+            )
+    if jobs is not None and jobs < runs:
+        lines.append(
+            f"  --jobs {jobs}: below the study's {runs} runs, the SLURM plugin in array mode "
+            f"drops jobs and hangs ({ARRAY_ISSUE}); pass --jobs {runs} or more (SLURM's "
+            "MaxArraySize and --slurm-array-limit still bound each array)"
+        )
     return lines

@@ -260,6 +260,7 @@ def train(
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
     spread: distribution.Setup = distribution.NO_DISTRIBUTION,
     tensorboard: str | Path | None = None,
+    stop_at_epoch: int | None = None,
 ) -> list[dict]:
     """Fit ``family`` with hyperparameters ``hp``; write weights, full model and history,
     and with ``predictions_npz`` the test images' class probabilities (mnistflow.predictions).
@@ -270,6 +271,11 @@ def train(
     from the newest checkpoint written for the same data, hyperparameters and code, and
     removes the checkpoints when the run is complete. ``callbacks`` run first at each step.
 
+    ``stop_at_epoch`` (successive halving's rungs, mnistflow.halving): train only up to that
+    epoch of the ``hp["epochs"]`` whose schedule the run follows, save a checkpoint there and
+    keep it (a later call resumes from it), and write only ``history``. Not part of the
+    checkpoint's fingerprint: the stopped run is the full run's beginning.
+
     ``spread`` (distribution.setup): a data-parallel run, of which this is one process; each
     feeds its part of every batch, all take part in every step and decision, and only
     process 0 writes outputs and checkpoints. The outputs are those of a single process.
@@ -279,11 +285,19 @@ def train(
     """
     arrays = (*preprocess.load_split(data, "train"), *preprocess.load_split(data, "val"))
     model, steps_per_epoch = compiled_model(family, hp, arrays, spread, log)
+    until = hp["epochs"] if stop_at_epoch is None else min(stop_at_epoch, hp["epochs"])
+    if until < hp["epochs"] and checkpoints is None:
+        raise ValueError("stop_at_epoch needs checkpoints: the next rung resumes from them")
     store, state = None, None
     if checkpoints is not None:
         run_fingerprint = checkpoint.fingerprint(family, hp, arrays, CODE)
         store = checkpoint.Store(checkpoints, run_fingerprint, log, root=checkpoints_root)
         state = store.load()
+    if state is not None and until <= state.epoch < hp["epochs"]:
+        log(f"{family}/{run} has trained {state.epoch} epochs: its first {until} are kept")
+        if spread.writes:
+            write_text(history, history_csv(state.rows[:until]))
+        return state.rows[:until]
     resume(model, state, f"{family}/{run}", log)
     feed = Feed(model, arrays, hp["batch_size"], spread)
     events, live = None, []
@@ -316,7 +330,14 @@ def train(
             state,
             [*first, *averaging, Checkpointing(trainer), epoch_log, *live],
             every_epochs=every_epochs,
+            until=until,
         )
+    if until < hp["epochs"]:
+        if events is not None:
+            events.close()  # the next rung's events continue these curves
+        if spread.writes:
+            write_text(history, history_csv(epoch_log.rows))
+        return epoch_log.rows  # the checkpoint stays: the next rung resumes from it
 
     if spread.active:
         if not spread.writes:
@@ -406,9 +427,12 @@ class Feed:
         return keras.ops.take(self.x, order, axis=0), keras.ops.take(self.y, order, axis=0)
 
 
-def fit_epochs(trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, every_epochs: int):
-    """One fit() call per epoch, from the checkpoint's epoch and batch on; saves every
-    ``every_epochs`` epochs and stops (``stopping.Stopped``) when asked between two."""
+def fit_epochs(
+    trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, every_epochs: int, until: int
+):
+    """One fit() call per epoch, from the checkpoint's epoch and batch on, up to epoch
+    ``until``; saves every ``every_epochs`` epochs and at ``until`` before the last, and
+    stops (``stopping.Stopped``) when asked between two."""
     model, epochs = trainer.model, hp["epochs"]
     if state is not None and state.batch > 0:
         # Keras creates the metrics' variables on the first traced step (TensorFlow) or in
@@ -418,7 +442,7 @@ def fit_epochs(trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, eve
         images, labels = feed.validation
         model.evaluate(images[:few], labels[:few], batch_size=few, verbose=0)
         trainer.resumed_metrics = state.variables["metrics"]
-    for epoch in range(state.epoch if state else 0, epochs):
+    for epoch in range(state.epoch if state else 0, until):
         # A resumed epoch trains its remaining batches.
         trainer.epoch = epoch
         trainer.first_batch = state.batch if state is not None and epoch == state.epoch else 0
@@ -440,7 +464,8 @@ def fit_epochs(trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, eve
             if trainer.poll()[0]:
                 trainer.save(mid_epoch=False)
                 trainer.stopped()
-            if trainer.store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
+            every = every_epochs and (epoch + 1) % every_epochs == 0
+            if trainer.store is not None and (every or epoch + 1 == until):
                 trainer.save(mid_epoch=False)
 
 
