@@ -263,60 +263,17 @@ def train(
     feeds its part of every batch, all take part in every step and decision, and only
     process 0 writes outputs and checkpoints. The outputs are those of a single process.
     """
-    train_x, train_y = preprocess.load_split(data, "train")
-    val_x, val_y = preprocess.load_split(data, "val")
-    model = models.build_model(family, hp)
-    batch_size, epochs = hp["batch_size"], hp["epochs"]
-    if spread.active:
-        log(f"distribution: {spread.describe()}")
-        spread.check_batch_size(batch_size)
-    usable = spread.usable(len(train_y), batch_size)
-    steps_per_epoch = math.ceil(usable / batch_size)
-    models.compile_model(model, hp, steps_per_epoch)
-    log(f"Training {family} on {len(train_y)} images, validating on {len(val_y)}: {hp}")
-    if usable < len(train_y):
-        log(
-            f"Each epoch trains {usable} of them: its last batch is cut to a multiple of "
-            f"the {spread.replicas} devices"
-        )
-    # With weight averaging, validate the averaged weights: those are what fit() leaves in
-    # the model at its end, and so what param.hdf5 and model.keras hold.
-    averaging = []
-    if model.optimizer.use_ema:
-        averaging.append(AveragedValidation())
-        log(f"Averaging the weights with momentum {model.optimizer.ema_momentum:.4g}")
-
+    arrays = (*preprocess.load_split(data, "train"), *preprocess.load_split(data, "val"))
+    model, steps_per_epoch = compiled_model(family, hp, arrays, spread, log)
     store, state = None, None
     if checkpoints is not None:
-        run_fingerprint = checkpoint.fingerprint(family, hp, (train_x, train_y, val_x, val_y), CODE)
+        run_fingerprint = checkpoint.fingerprint(family, hp, arrays, CODE)
         store = checkpoint.Store(checkpoints, run_fingerprint, log, root=checkpoints_root)
         state = store.load()
-    model.optimizer.build(model.trainable_variables)
-    if state is not None:
-        checkpoint.restore(model.variables, state.variables["model"], "model")
-        checkpoint.restore(model.optimizer.variables, state.variables["optimizer"], "optimizer")
-        log(
-            f"Resuming {family}/{run} from epoch {state.epoch + 1}, step {state.step} "
-            f"(checkpoint written {state.written.replace('T', ' ')})"
-        )
-        for line in state.lines:  # so that the log shows every epoch once
-            log(line)
+    resume(model, state, f"{family}/{run}", log)
+    feed = Feed(model, arrays, hp["batch_size"], spread)
 
-    # The data go to the backend (a GPU's memory, where there is one) once: fit() converts
-    # NumPy input on every call, which with one call per epoch cost TensorFlow about 0.2 s
-    # per epoch (softmax on MNIST, 20 epochs: 12.8 s -> 8.5 s; perf/run.py).
-    to_backend = keras.ops.convert_to_tensor
-    fit_batch_size = batch_size
-    if spread.active:
-        # NumPy, each process its part of each batch: Keras assembles the global batch.
-        x, y = models.reshape_for(model, train_x), train_y
-        part = spread.shard(np.arange(len(val_y)), batch_size)
-        validation = (models.reshape_for(model, val_x)[part], val_y[part])
-        fit_batch_size = spread.local_batch_size(batch_size)
-    else:
-        x, y = to_backend(models.reshape_for(model, train_x)), to_backend(train_y)
-        validation = (to_backend(models.reshape_for(model, val_x)), to_backend(val_y))
-    epoch_log = EpochLog(epochs, log, resumed=state)
+    epoch_log = EpochLog(hp["epochs"], log, resumed=state)
     with stopping.on_signals() as stop:
         trainer = _Trainer(
             model,
@@ -327,69 +284,156 @@ def train(
             every_minutes=every_minutes,
             spread=spread,
         )
-        if state is not None and state.batch > 0:
-            # Keras creates the metrics' variables on the first traced step (TensorFlow) or
-            # in fit(); evaluating one image creates them now, without touching the weights
-            # (one per device when distributed).
-            few = spread.devices
-            model.evaluate(validation[0][:few], validation[1][:few], batch_size=few, verbose=0)
-            trainer.resumed_metrics = state.variables["metrics"]
         # First: a loss gone NaN stops before any checkpoint or output (mnistflow.numerics).
-        stop_on_nan = numerics.StopOnNonFinite(family, run, hp)
-        callbacks = [stop_on_nan, *callbacks, *averaging, Checkpointing(trainer), epoch_log]
-        for epoch in range(state.epoch if state else 0, epochs):
-            trainer.epoch, trainer.first_batch = epoch, 0
-            order = epoch_order(hp.get("seed", 0), epoch, len(train_y))
-            if state is not None and epoch == state.epoch:
-                trainer.first_batch = state.batch  # train the resumed epoch's remaining batches
-                order = order[state.batch * batch_size :]
-            if spread.active:
-                part = spread.shard(order, batch_size)
-                epoch_x, epoch_y = x[part], y[part]
-            else:
-                epoch_x = keras.ops.take(x, order, axis=0)
-                epoch_y = keras.ops.take(y, order, axis=0)
-            with _average_kept_apart(model.optimizer, last_epoch=epoch == epochs - 1):
-                model.fit(
-                    epoch_x,
-                    epoch_y,
-                    batch_size=fit_batch_size,
-                    initial_epoch=epoch,
-                    epochs=epoch + 1,
-                    shuffle=False,
-                    validation_data=validation,
-                    callbacks=callbacks,
-                    verbose=0,
-                )
-            trainer.batch = steps_per_epoch
-            if epoch < epochs - 1:
-                if trainer.poll()[0]:
-                    trainer.save(mid_epoch=False)
-                    trainer.stopped()
-                if store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
-                    trainer.save(mid_epoch=False)
+        first = [numerics.StopOnNonFinite(family, run, hp), *callbacks]
+        # With weight averaging, validate the averaged weights: those are what fit() leaves
+        # in the model at its end, and so what param.hdf5 and model.keras hold.
+        averaging = [AveragedValidation()] if model.optimizer.use_ema else []
+        fit_epochs(
+            trainer,
+            feed,
+            hp,
+            state,
+            [*first, *averaging, Checkpointing(trainer), epoch_log],
+            every_epochs=every_epochs,
+        )
+
     if spread.active:
         if not spread.writes:
             return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
         model = undistributed_copy(model, family, hp, steps_per_epoch)
     numerics.check_weights(model, family, run, hp)
+    write_outputs(model, data, epoch_log.rows, param_hdf5, model_keras, history, predictions_npz)
+    if store is not None:
+        store.clear()
+    return epoch_log.rows
+
+
+def compiled_model(family: str, hp: dict, arrays: tuple, spread, log) -> tuple[keras.Model, int]:
+    """The model of ``family``, compiled for this run's steps per epoch (its schedule's
+    length), and those steps."""
+    train_y, val_y = arrays[1], arrays[3]
+    batch_size = hp["batch_size"]
+    if spread.active:
+        log(f"distribution: {spread.describe()}")
+        spread.check_batch_size(batch_size)
+    usable = spread.usable(len(train_y), batch_size)
+    steps_per_epoch = math.ceil(usable / batch_size)
+    model = models.build_model(family, hp)
+    models.compile_model(model, hp, steps_per_epoch)
+    log(f"Training {family} on {len(train_y)} images, validating on {len(val_y)}: {hp}")
+    if usable < len(train_y):
+        log(
+            f"Each epoch trains {usable} of them: its last batch is cut to a multiple of "
+            f"the {spread.replicas} devices"
+        )
+    if model.optimizer.use_ema:
+        log(f"Averaging the weights with momentum {model.optimizer.ema_momentum:.4g}")
+    model.optimizer.build(model.trainable_variables)
+    return model, steps_per_epoch
+
+
+def resume(model: keras.Model, state: checkpoint.State | None, name: str, log) -> None:
+    """Put a checkpoint's weights and optimizer state back into ``model`` (nothing without one)."""
+    if state is None:
+        return
+    checkpoint.restore(model.variables, state.variables["model"], "model")
+    checkpoint.restore(model.optimizer.variables, state.variables["optimizer"], "optimizer")
+    log(
+        f"Resuming {name} from epoch {state.epoch + 1}, step {state.step} "
+        f"(checkpoint written {state.written.replace('T', ' ')})"
+    )
+    for line in state.lines:  # so that the log shows every epoch once
+        log(line)
+
+
+class Feed:
+    """The training and validation data as fit() takes them, and each epoch's batches."""
+
+    def __init__(self, model: keras.Model, arrays: tuple, batch_size: int, spread):
+        train_x, train_y, val_x, val_y = arrays
+        self.spread, self.count = spread, len(train_y)
+        self.batch_size = self.fit_batch_size = batch_size
+        if spread.active:
+            # NumPy, each process its part of each batch: Keras assembles the global batch.
+            self.x, self.y = models.reshape_for(model, train_x), train_y
+            part = spread.shard(np.arange(len(val_y)), batch_size)
+            self.validation = (models.reshape_for(model, val_x)[part], val_y[part])
+            self.fit_batch_size = spread.local_batch_size(batch_size)
+        else:
+            # The data go to the backend (a GPU's memory, where there is one) once: fit()
+            # converts NumPy input on every call, which with one call per epoch cost
+            # TensorFlow about 0.2 s per epoch (softmax on MNIST, 20 epochs: 12.8 s -> 8.5 s).
+            to_backend = keras.ops.convert_to_tensor
+            self.x, self.y = to_backend(models.reshape_for(model, train_x)), to_backend(train_y)
+            self.validation = (
+                to_backend(models.reshape_for(model, val_x)),
+                to_backend(val_y),
+            )
+
+    def epoch(self, seed: int, epoch: int, first_batch: int = 0) -> tuple:
+        """The images and labels of ``epoch`` in its order, from ``first_batch`` on."""
+        order = epoch_order(seed, epoch, self.count)[first_batch * self.batch_size :]
+        if self.spread.active:
+            part = self.spread.shard(order, self.batch_size)
+            return self.x[part], self.y[part]
+        return keras.ops.take(self.x, order, axis=0), keras.ops.take(self.y, order, axis=0)
+
+
+def fit_epochs(trainer: _Trainer, feed: Feed, hp: dict, state, callbacks, *, every_epochs: int):
+    """One fit() call per epoch, from the checkpoint's epoch and batch on; saves every
+    ``every_epochs`` epochs and stops (``stopping.Stopped``) when asked between two."""
+    model, epochs = trainer.model, hp["epochs"]
+    if state is not None and state.batch > 0:
+        # Keras creates the metrics' variables on the first traced step (TensorFlow) or in
+        # fit(); evaluating one image creates them now, without touching the weights (one
+        # per device when distributed). Checkpointing puts the epoch's sums back.
+        few = trainer.spread.devices
+        images, labels = feed.validation
+        model.evaluate(images[:few], labels[:few], batch_size=few, verbose=0)
+        trainer.resumed_metrics = state.variables["metrics"]
+    for epoch in range(state.epoch if state else 0, epochs):
+        # A resumed epoch trains its remaining batches.
+        trainer.epoch = epoch
+        trainer.first_batch = state.batch if state is not None and epoch == state.epoch else 0
+        epoch_x, epoch_y = feed.epoch(hp.get("seed", 0), epoch, trainer.first_batch)
+        with _average_kept_apart(model.optimizer, last_epoch=epoch == epochs - 1):
+            model.fit(
+                epoch_x,
+                epoch_y,
+                batch_size=feed.fit_batch_size,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                shuffle=False,
+                validation_data=feed.validation,
+                callbacks=callbacks,
+                verbose=0,
+            )
+        trainer.batch = trainer.steps_per_epoch
+        if epoch < epochs - 1:
+            if trainer.poll()[0]:
+                trainer.save(mid_epoch=False)
+                trainer.stopped()
+            if trainer.store is not None and every_epochs and (epoch + 1) % every_epochs == 0:
+                trainer.save(mid_epoch=False)
+
+
+def write_outputs(model, data, rows, param_hdf5, model_keras, history, predictions_npz) -> None:
+    """param.hdf5, model.keras (both loading with plain Keras), history.csv and, with
+    ``predictions_npz``, the test images' class probabilities."""
     saved = models.portable(model)  # loads with plain Keras
     save_param_hdf5(saved, param_hdf5)
     with atomic_path(model_keras) as tmp:
         saved.save(tmp)
-    write_text(history, history_csv(epoch_log.rows))
-    if predictions_npz is not None:
-        # Predicted here, with the model in memory, so that the evaluate step needs no Keras.
-        test_x, _ = preprocess.load_split(data, "test")
-        probabilities = model.predict(
-            to_backend(models.reshape_for(model, test_x)), batch_size=1000, verbose=0
-        )
-        used = {}
-        if model.optimizer.use_ema:
-            used["ema_momentum"] = round(float(model.optimizer.ema_momentum), 4)
-        predictions.save(
-            predictions_npz, probabilities, backend=keras.backend.backend(), training=used
-        )
-    if store is not None:
-        store.clear()
-    return epoch_log.rows
+    write_text(history, history_csv(rows))
+    if predictions_npz is None:
+        return
+    # Predicted here, with the model in memory, so that the evaluate step needs no Keras.
+    test_x, _ = preprocess.load_split(data, "test")
+    probabilities = model.predict(
+        keras.ops.convert_to_tensor(models.reshape_for(model, test_x)), batch_size=1000, verbose=0
+    )
+    used = {}
+    if model.optimizer.use_ema:
+        used["ema_momentum"] = round(float(model.optimizer.ema_momentum), 4)
+    predictions.save(predictions_npz, probabilities, backend=keras.backend.backend(), training=used)
