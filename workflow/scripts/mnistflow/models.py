@@ -172,8 +172,7 @@ def cnn(hp: dict) -> keras.Model:
     the activations more than the multiply-adds (with 16/32/48 filters and the fused batch
     normalisation an epoch takes 0.62x a keras-io mnist_convnet epoch, docs/benchmarks.md).
     With weight averaging, a short warm-up (``warmup_epochs``) and a high peak learning rate
-    it ends its first epoch at 98.7-98.8% test accuracy (seeds 0-4) and passes 99.0% in its
-    second (perf/run.py, docs/benchmarks.md).
+    it ends its first epoch at 98.7-98.8% test accuracy (seeds 0-4; docs/benchmarks.md).
     """
     first, second, third = hp["filters"]
     # Shifted copies of the training images (only while training): the accuracy margin over
