@@ -4,13 +4,16 @@
 
 1. Pipeline overhead: the softmax run through `snakemake -j2` (data already downloaded:
    preprocess, train, evaluate, report) against perf/plain_softmax.py doing the same
-   work in one script, and the pipeline's time by step. Target: ratio <= 1.15.
+   work in one script, and the pipeline's time by step. Target: ratio <= 1.10.
 2. No-op: `snakemake -j4` on an up-to-date workflow. Target: < 2 s. For scale, the same on a
    one-rule workflow: Snakemake's own start-up, which no workflow can go below.
 3. CNN: training time until the test accuracy first reaches 99.0% (checked after every epoch),
    for the keras-io mnist_convnet example and for the workflow's cnn with its default
-   configuration; and the cnn's final test accuracy. Targets: ratio <= 0.2, accuracy >= 99.25%
-   (for the worst of seeds 0-4: perf/backends.py --families cnn --seeds 0 1 2 3 4).
+   configuration (keras-io seeded 0, 1, 2, ... so that its runs repeat); the epoch each
+   reached it in; and the cnn's final test accuracy. Targets: ratio <= 0.12, the cnn at 99.0%
+   within its first epoch, accuracy >= 99.3% (the worst of seeds 0-4: perf/seeds.py).
+The table starts with the CPU model (/proc/cpuinfo) and the load average before and after:
+figures from different machines are compared by naming their CPU.
 All runs happen in a scratch copy of the workflow; nothing is written to the repository.
 """
 
@@ -116,7 +119,7 @@ def pipeline_rows(mnist: Path, repeats: int) -> list[tuple]:
         ("softmax pipeline, snakemake -j2 (s)", pipe, ""),
         *breakdown,
         ("softmax plain script (s)", base, ""),
-        ("pipeline / plain", pipe / base, "<= 1.15"),
+        ("pipeline / plain", pipe / base, "<= 1.10"),
         ("up-to-date snakemake -j4 no-op (s)", statistics.median(noop), "< 2"),
         ("  same on a one-rule workflow (Snakemake itself) (s)", statistics.median(noop_floor), ""),
     ]
@@ -249,10 +252,11 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
     hp = settings.canonical(config["hyperparameters"]["cnn"])
     steps = int(np.ceil(len(y_train) / hp["batch_size"]))
 
-    reference, ours, final = [], [], []
+    reference, ours, final, epochs = [], [], [], []
     for repeat in range(repeats):
-        # The example sets no seed: a new one per repeat gives its typical time. Ours is the
-        # default configuration, seed included: the same training each time, timed again.
+        # The example sets no seed, and needs 8-12 epochs depending on its draw: seeded with
+        # the repeat's number here so that runs repeat. Ours: the default configuration with
+        # the same seed, so each pair shares a seed.
         keras.utils.set_random_seed(repeat)
         keras_model = keras_io_convnet.build()
         reached, _, _, reference_epoch = time_to_accuracy(
@@ -267,13 +271,14 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
             stop_when_reached=True,
         )
         reference.append(reached if reached is not None else float("inf"))
-        keras.utils.set_random_seed(config["seed"])
+        keras.utils.set_random_seed(repeat)
         cnn = models.compile_model(models.build_model("cnn", hp), hp, steps)
         reached, accuracy, _, epoch = time_to_accuracy(
             cnn, x_train, y_train, x_test, y_test, hp["batch_size"], hp["epochs"], 0.99
         )
         ours.append(reached if reached is not None else float("inf"))
         final.append(accuracy)
+        epochs.append(epoch if epoch is not None else float("inf"))
         print(
             f"  repeat {repeat + 1}: keras-io {reference[-1]:.1f} s (epoch {reference_epoch}), "
             f"cnn {ours[-1]:.1f} s (epoch {epoch}), cnn final accuracy {accuracy:.4f}",
@@ -283,9 +288,29 @@ def cnn_rows(mnist: Path, repeats: int) -> list[tuple]:
     return [
         ("keras-io mnist_convnet: train s to 99.0%", ref, ""),
         ("workflow cnn (default config): train s to 99.0%", own, ""),
-        ("cnn / keras-io", own / ref, "<= 0.2"),
-        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.9925"),
+        ("cnn / keras-io", own / ref, "<= 0.12"),
+        ("cnn: epoch that reached 99.0% (median)", statistics.median(epochs), "1"),
+        ("cnn final test accuracy (default config)", statistics.median(final), ">= 0.993"),
     ]
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as lscpu shows it (the first processor's)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    import os
+
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -300,6 +325,10 @@ def main() -> None:
     parser.add_argument("--skip-cnn", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args()
+    import os
+
+    cpus = os.cpu_count()
+    print(f"CPU: {cpu_model()}, {cpus} CPUs; load average {load_average()} (1, 5, 15 min)")
     rows = []
     if not args.skip_pipeline:
         rows += pipeline_rows(args.mnist.resolve(), args.repeats)
@@ -309,6 +338,7 @@ def main() -> None:
     print(f"{'measure (median of repeats)':<{width}}  {'value':>9}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>9.3f}  {target}")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert models.learning_rate(HP, steps_per_epoch=10) == 0.01
 
 
+def test_warmup_epochs_sets_the_warm_up_length_in_epochs():
+    hp = {**HP, "schedule": "cosine", "epochs": 8, "warmup_epochs": 0.3}
+    schedule = models.learning_rate(hp, steps_per_epoch=430)  # MNIST at batch size 128
+    assert schedule.warmup_steps == 129 and schedule.decay_steps == 8 * 430 - 129
+    assert float(schedule(129)) == pytest.approx(0.01)  # the peak, 30% into the first epoch
+    assert float(schedule(64)) < 0.006  # still warming up half-way there
+    # Without it: 10% of all steps (here 344, 80% of the first epoch); never over half the run.
+    assert models.learning_rate({**hp, "warmup_epochs": None}, 430).warmup_steps == 344
+    assert models.learning_rate({**hp, "warmup_epochs": 6}, 100).warmup_steps == 400
+
+
 def test_reshape_for_matches_each_model_input():
     import numpy as np
 

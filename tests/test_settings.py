@@ -40,6 +40,8 @@ def test_defaults_fill_missing_keys():
     assert config["hyperparameters"]["softmax"]["epochs"] == 20  # the seed's, not the generic
     assert config["hyperparameters"]["softmax"]["ema_momentum"] == 0  # the seed's: no averaging
     assert config["hyperparameters"]["cnn"]["ema_momentum"] == 0.99
+    assert config["hyperparameters"]["cnn"]["warmup_epochs"] == 0.3  # of the first epoch
+    assert "warmup_epochs" not in config["hyperparameters"]["mlp"]  # 10% of all steps
     assert config["resources"]["train"]["gpu"] == 0
 
 

@@ -95,14 +95,16 @@ def test_train_writes_history_log_and_models(data, tmp_path, family):
 
 
 def test_fit_gets_the_data_as_backend_tensors_converted_once(data, tmp_path, monkeypatch):
-    """On a GPU the training set then stays in its memory: no copy from the host per epoch."""
+    """On a GPU the training set then stays in its memory: no copy from the host per epoch.
+    On TensorFlow each epoch's batches come as a tf.data pipeline over those tensors."""
     import keras
 
     fitted, converted = [], []
     fit, convert = keras.Model.fit, keras.ops.convert_to_tensor
 
-    def recording_fit(self, x, y, **kwargs):
-        fitted.append((keras.ops.is_tensor(x), keras.ops.is_tensor(y)))
+    def recording_fit(self, x, y=None, **kwargs):
+        data = [x] if y is None else [x, y]
+        fitted.append(([type(d).__name__ for d in data], type(kwargs["validation_data"])))
         return fit(self, x, y, **kwargs)
 
     def recording_convert(x, *args, **kwargs):
@@ -112,8 +114,46 @@ def test_fit_gets_the_data_as_backend_tensors_converted_once(data, tmp_path, mon
     monkeypatch.setattr(keras.Model, "fit", recording_fit)
     monkeypatch.setattr(keras.ops, "convert_to_tensor", recording_convert)
     train(data, "mlp", tmp_path, hp={**HP["mlp"], "epochs": 3})
-    assert fitted == [(True, True)] * 3  # one fit() per epoch, each on tensors
+    assert len(fitted) == 3  # one fit() per epoch
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        for inputs, validation in fitted:
+            assert len(inputs) == 1 and "Dataset" in inputs[0]
+            assert issubclass(validation, tf.data.Dataset)
+    else:
+        assert all(keras.ops.is_tensor(d) for inputs, _ in fitted for d in inputs)
     assert (500, 28, 28) in converted and converted.count((500, 28, 28)) == 1
+
+
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "tensorflow", reason="tf.data batches: TensorFlow"
+)
+def test_tf_data_batches_train_the_same_weights_as_tensors(data, tmp_path, monkeypatch):
+    """The tf.data feed only saves Keras' per-call set-up: the weights are bit for bit those
+    of fit() slicing the tensors itself (the last, partial batch included: 500 = 7x64 + 52)."""
+    import keras
+
+    from mnistflow import training
+
+    def weights(name):
+        keras.utils.set_random_seed(1)  # the same initial weights, dropout and shifts
+        (tmp_path / name).mkdir()
+        train(data, "cnn", tmp_path / name, hp={**HP["cnn"], "ema_momentum": 0.9, "shift": 1})
+        return keras.saving.load_model(tmp_path / name / "model.keras").get_weights()
+
+    batched = weights("batched")
+    plain_init = training.Feed.__init__
+
+    def unbatched(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        self.batched, self.validation_data = False, self.validation
+
+    monkeypatch.setattr(training.Feed, "__init__", unbatched)
+    tensors = weights("tensors")
+    assert len(batched) == len(tensors) > 0
+    for a, b in zip(batched, tensors, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_param_hdf5_loads_into_the_seeds_own_code(data, tmp_path):
