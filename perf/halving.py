@@ -24,12 +24,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 
-from run import snakemake_command, timed  # noqa: E402
+from run import copy_workflow, snakemake_command, timed  # noqa: E402
 from sweep import cpu_name  # noqa: E402
-
-from conftest import copy_workflow  # noqa: E402
 
 RUNGS = [1, 3, 9]
 GRID = {"learning_rate": [0.0003, 0.001, 0.003], "hidden_units": [32, 128, 512]}

@@ -197,7 +197,7 @@ def test_only_the_tensorflow_steps_run_in_the_container_and_the_import_check_has
     export and prediction of new images need the image; the check above would catch a
     container step importing what the image lacks (evaluate's matplotlib)."""
     in_container = sorted(rule for rule, step in STEPS.items() if step["container"])
-    assert in_container == ["export", "predict_images", "train"]
+    assert in_container == ["export", "predict_images", "train", "train_rung"]
     container = set(PACKAGE_LISTS["container"]())
     assert "matplotlib" in imported_distributions(STEPS["evaluate"]["script"]) - container
 

@@ -817,7 +817,9 @@ def test_grid_engine_jobs_shell_outlives_the_warning_so_the_training_saves(
     script has exited: with the profile's precommand only the training (its own handler)
     acts on it; without it the shell dies at once (and Grid Engine then kills the training)."""
     precommand = clusterjob.profile("uge", {}).precommand
-    assert precommand == "trap '' USR1 USR2" and "-notify" in uge_lib.build_qsub_args(props(), "l/")
+    # First the trap; then the check that the login node's Python starts (jobsetup).
+    assert precommand.startswith("trap '' USR1 USR2 && ")
+    assert "-notify" in uge_lib.build_qsub_args(props(), "l/")
     job = f"{sys.executable} -c '{CHILD}' {tmp_path}; echo exit=$? > {tmp_path}/shell"
     if with_precommand:
         job = f"{precommand} && {job}"
