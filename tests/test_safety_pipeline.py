@@ -192,8 +192,9 @@ def test_logs_hold_our_lines_not_tensorflows_start_up_noise(cnn_run, step):
     assert "oneDNN custom operations" not in log and "cpu_feature_guard" not in log
     assert "rebuild TensorFlow with the appropriate compiler flags" not in log
     lines = log.splitlines()
-    if step == "train":  # which software ran (mnistflow.containers), then the training
+    if step == "train":  # which software ran (mnistflow.containers, modules), then the training
         assert lines.pop(0).startswith("container: none (python "), log
+        assert lines.pop(0) == "environment modules: none", log
     ours = "Training cnn on 1500 images" if step == "train" else "Test loss: "
     assert ours in lines[0], log
 
