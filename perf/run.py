@@ -29,12 +29,10 @@ import time
 from pathlib import Path
 
 import yaml
+from workflow_copy import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-# What a run of the workflow needs (as tests/conftest.py copies it; the benchmarks run without
-# the tests, tests/test_perf_scripts.py checks both copy the same).
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 
 
 ONE_RULE_WORKFLOW = """\
@@ -44,18 +42,6 @@ rule done:
     shell:
         "touch {output}"
 """
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A scratch copy of the workflow, so benchmark runs never write into the repository."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, dest / part)
-    return dest
 
 
 def timed(command: list[str], cwd: Path) -> float:

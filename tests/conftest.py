@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,13 @@ from mnistflow.idx import encode_idx
 pytest_plugins = ["http_mirror", "resumecheck"]
 
 REPO = Path(__file__).resolve().parents[1]
+# The scratch copy of the workflow lives beside the benchmarks, which run without the tests.
+# Appended, so that perf's scripts (run, sweep, ...) never shadow a module the tests import.
+sys.path.append(str(REPO / "perf"))
+from workflow_copy import WORKFLOW_PARTS, copy_workflow  # noqa: E402, F401
+
 # The real MNIST, kept beside the repository as a local mirror (never needed by the project).
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
 
 
 # Files whose tests train several processes each (minutes per test on two cores).
@@ -80,18 +83,6 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(getattr(pytest.mark, lv))
         if item.path.name in CONTAINER_FILES:
             item.add_marker(pytest.mark.container)
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A scratch copy of the workflow, so test runs never write into the repository."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, dest / part)
-    return dest
 
 
 @pytest.fixture

@@ -32,10 +32,13 @@ def test_no_benchmark_imports_from_the_tests():
 
 
 def test_the_benchmarks_copy_the_workflow_as_the_tests_do(tmp_path):
-    """In a process of its own, as `python perf/run.py` runs: perf/ first on the path."""
+    """In a process of its own, as `python perf/run.py` runs: perf/ first on the path.
+
+    One copy_workflow (perf/workflow_copy.py) serves both, and works without the tests."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import run; "
-        "print(run.WORKFLOW_PARTS); run.copy_workflow(__import__('pathlib').Path(sys.argv[2]))"
+        "print(run.copy_workflow.__code__.co_filename); "
+        "run.copy_workflow(__import__('pathlib').Path(sys.argv[2]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(PERF), str(tmp_path / "copy")],
@@ -44,7 +47,8 @@ def test_the_benchmarks_copy_the_workflow_as_the_tests_do(tmp_path):
         timeout=120,
         check=True,
     )
-    assert result.stdout.strip() == repr(conftest.WORKFLOW_PARTS)
+    assert result.stdout.strip() == conftest.copy_workflow.__code__.co_filename
+    assert result.stdout.strip() == str(PERF / "workflow_copy.py")
     copied = sorted(p.relative_to(tmp_path / "copy") for p in (tmp_path / "copy").rglob("*"))
     reference = conftest.copy_workflow(tmp_path / "reference")
     assert copied == sorted(p.relative_to(reference) for p in reference.rglob("*"))
