@@ -113,12 +113,12 @@ def test_pjsub_args_refuse_hostile_site_settings_and_sanitise_wildcards(evil):
 )
 def test_pjm_site_settings_refused_with_the_variable_and_the_allowed_form(variable, value):
     with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
-        pjm_lib.site_settings({variable: value})
+        clusterjob.site_settings(pjm_lib, {variable: value})
 
 
 def test_pjm_site_settings_pass_good_values_through():
     env = {"MNIST_PJM_RSCGRP": "small", "MNIST_PJM_GFSCACHE": "/vol0004:/vol0005"}
-    assert pjm_lib.site_settings(env) == {
+    assert clusterjob.site_settings(pjm_lib, env) == {
         "pjm_rscgrp": "small",
         "pjm_gfscache": "/vol0004:/vol0005",
     }
@@ -386,7 +386,7 @@ def test_qsub_args_generic_site():
 
 def test_uge_abci_mode_is_retired_and_points_to_the_pbs_profile():
     with pytest.raises(SiteSettingError, match="MNIST_UGE_MODE.*profiles/pbs"):
-        uge_lib.site_settings({"MNIST_UGE_MODE": "abci"})
+        clusterjob.site_settings(uge_lib, {"MNIST_UGE_MODE": "abci"})
     with pytest.raises(SiteSettingError, match="profiles/pbs"):
         uge_lib.build_qsub_args(props(uge_mode="abci"), "l/")
 
@@ -407,7 +407,7 @@ def test_qsub_args_without_memory_request():
 )
 def test_uge_site_settings_refused_with_the_variable_and_the_allowed_form(variable, value):
     with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
-        uge_lib.site_settings({variable: value})
+        clusterjob.site_settings(uge_lib, {variable: value})
 
 
 @pytest.mark.parametrize("evil", EVIL)
@@ -550,7 +550,7 @@ def test_pbs_abci_queue_per_rule_and_group_required():
     with pytest.raises(SiteSettingError, match="MNIST_PBS_PROJECT"):
         pbs_lib.build_qsub_args(props(pbs_mode="abci"), "l/")
     with pytest.raises(SiteSettingError, match="MNIST_PBS_PROJECT"):
-        pbs_lib.site_settings({"MNIST_PBS_MODE": "abci"})
+        clusterjob.site_settings(pbs_lib, {"MNIST_PBS_MODE": "abci"})
 
 
 @pytest.mark.parametrize(
@@ -566,7 +566,7 @@ def test_pbs_abci_queue_per_rule_and_group_required():
 )
 def test_pbs_site_settings_refused_with_the_variable(variable, value):
     with pytest.raises(SiteSettingError, match=variable):
-        pbs_lib.site_settings({variable: value})
+        clusterjob.site_settings(pbs_lib, {variable: value})
 
 
 @pytest.mark.parametrize("evil", EVIL)
@@ -654,6 +654,15 @@ def test_the_commands_name_the_entry_point_quoted_for_the_shell(monkeypatch):
     assert p.status_cmd == "'/site/my profiles {x}/lib/clusterjob.py' status uge"
     assert (p.cancel_cmd, p.site["uge_queue"]) == ("qdel", "gpu.q")
     assert clusterjob.profile("slurm", {}).submit_cmd == ""  # the SLURM plugin submits itself
+
+
+def test_slurm_profile_refuses_a_clean_job_environment_before_its_site_settings():
+    # The SLURM plugin always exports the environment; the refusal names the fix first.
+    env = {"MNIST_JOB_ENV": "clean", "MNIST_SLURM_ACCOUNT": "a,b"}
+    with pytest.raises(SiteSettingError, match="MNIST_JOB_ENV=clean is not possible.*leave it"):
+        clusterjob.profile("slurm", env)
+    with pytest.raises(SiteSettingError, match="MNIST_SLURM_ACCOUNT="):
+        clusterjob.profile("slurm", {"MNIST_SLURM_ACCOUNT": "a,b"})
 
 
 @pytest.mark.parametrize("argv", [[], ["submit", "slurm", "x"], ["cancel", "pbs", "1"]])
@@ -794,8 +803,9 @@ def test_gpu_model_that_would_add_requests_or_has_no_gpus_is_refused(build, key)
     variable = f"MNIST_{key.upper()}_GPU_MODEL_RESOURCE"
     module = {"pbs": pbs_lib, "uge": uge_lib}[key]
     with pytest.raises(SiteSettingError, match=f"{variable}=.*must be"):
-        module.site_settings({variable: "gm=a100,ngpus"})
-    assert module.site_settings({variable: "gpu_type"})[f"{key}_gpu_model_resource"] == "gpu_type"
+        clusterjob.site_settings(module, {variable: "gm=a100,ngpus"})
+    site = clusterjob.site_settings(module, {variable: "gpu_type"})
+    assert site[f"{key}_gpu_model_resource"] == "gpu_type"
 
 
 # --- Grid Engine's warning before a kill (-notify) ---------------------------------------

@@ -184,6 +184,7 @@ class Setting:
     pattern: str  # a full match of this regex is accepted
     form: str  # the accepted form, in words, for the error message
     default: str = ""
+    free_form: bool = False  # more submit options, split like a shell would (options())
 
     def check(self, value: str, where: str = "") -> str:
         value = value.strip()
@@ -193,6 +194,21 @@ class Setting:
                 f"Set {self.variable} to such a value, or leave it empty."
             )
         return value
+
+    def options(self, values: dict[str, str]) -> list[str]:
+        """This free-form setting's value in `values` as submit options (check_extra)."""
+        return check_extra(self.variable, values.get(self.resource, ""))
+
+
+def extra_options(scheduler: str, submit: str) -> Setting:
+    """MNIST_<SCHEDULER>_EXTRA: any further options of the scheduler's submit command."""
+    return Setting(
+        f"MNIST_{scheduler.upper()}_EXTRA",
+        f"{scheduler}_extra",
+        r"[^\x00-\x1f\x7f]*",
+        f"{submit} options on one line",
+        free_form=True,
+    )
 
 
 # Building blocks for Setting patterns: names without the separators (",", "=",
@@ -231,6 +247,21 @@ def settings_from_environment(settings: list[Setting], environ=os.environ) -> di
         value = s.check(environ.get(s.variable, s.default))
         if value:
             values[s.resource] = value
+    for s in settings:
+        if s.free_form:
+            s.options(values)  # an unclosed quote stops the run here, not at the first submit
+    return values
+
+
+def site_settings(module: ModuleType, environ=os.environ) -> dict[str, str]:
+    """A scheduler's site settings from the environment, checked: {resource: value}.
+
+    What a scheduler needs beyond each value's own form (PBS's abci mode needs a
+    project) is its module's check_site(values).
+    """
+    values = settings_from_environment(module.SETTINGS, environ)
+    if hasattr(module, "check_site"):
+        module.check_site(values)
     return values
 
 
@@ -437,7 +468,9 @@ def profile(name: str, environ=os.environ) -> Profile:
 
     module = scheduler_module(name)
     job = jobsetup.job_setup(environ)
-    site = module.site_settings(environ)
+    if job["env"] == "clean" and getattr(module, "NO_CLEAN_ENV", ""):
+        raise SiteSettingError(module.NO_CLEAN_ENV)
+    site = site_settings(module, environ)
     shared_fs = tuple(jobsetup.SHARED_FS_JOB_PYTHON) if job["python"] == "job" else ()
     lines = [getattr(module, "PRECOMMAND", ""), job["precommand"]]
     precommand = " && ".join(line for line in lines if line)

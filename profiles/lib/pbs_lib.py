@@ -9,7 +9,6 @@ answers. The scheduler-independent part is clusterjob.py. Standard library only.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 
@@ -18,8 +17,8 @@ from clusterjob import (
     NAME_FORM,
     Setting,
     SiteSettingError,
-    check_extra,
     check_resources,
+    extra_options,
     format_hms,
     gpu_model_request,
     int_resource,
@@ -27,7 +26,6 @@ from clusterjob import (
     job_shape,
     query,
     runtime_seconds,
-    settings_from_environment,
 )
 from jobsetup import exports_environment
 
@@ -37,6 +35,7 @@ SUBMIT, CANCEL = "qsub", "qdel"
 SUBMIT_IN_LOGDIR = False  # -o names the directory
 LOOKS_IN = "qstat -x"
 
+EXTRA = extra_options("pbs", "qsub")  # MNIST_PBS_EXTRA, split like a shell would
 SETTINGS = [
     Setting("MNIST_PBS_MODE", "pbs_mode", r"generic|abci", "'generic' or 'abci'", "generic"),
     Setting("MNIST_PBS_QUEUE", "pbs_queue", NAME, f"a queue name: {NAME_FORM}"),
@@ -50,7 +49,7 @@ SETTINGS = [
     # abci mode: the queue per rule instead of the automatic rt_HC / rt_HG / rt_HF
     # (set with --set-resources train:pbs_rt=rt_HF; no environment variable).
     Setting("--set-resources RULE:pbs_rt", "pbs_rt", NAME, f"a queue name: {NAME_FORM}"),
-    Setting("MNIST_PBS_EXTRA", "pbs_extra", r"[^\x00-\x1f\x7f]*", "qsub options on one line"),
+    EXTRA,
 ]  # fmt: skip
 
 
@@ -59,13 +58,10 @@ ABCI_NEEDS_GROUP = (
 )
 
 
-def site_settings(environ=os.environ) -> dict[str, str]:
-    """The profile's site settings from the environment, checked (config.yaml calls this)."""
-    values = settings_from_environment(SETTINGS, environ)
-    check_extra("MNIST_PBS_EXTRA", values.get("pbs_extra", ""))
+def check_site(values: dict[str, str]) -> None:
+    """What clusterjob.site_settings checks beyond each value's form."""
     if values.get("pbs_mode") == "abci" and "pbs_project" not in values:
         raise SiteSettingError(ABCI_NEEDS_GROUP)
-    return values
 
 
 def abci_queue(gpus: int) -> str:
@@ -141,7 +137,7 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     seconds = runtime_seconds(res)
     if seconds is not None:
         args += ["-l", f"walltime={format_hms(seconds)}"]
-    args += check_extra("MNIST_PBS_EXTRA", site.get("pbs_extra", ""))
+    args += EXTRA.options(site)
     return args
 
 

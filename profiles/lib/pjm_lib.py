@@ -9,7 +9,6 @@ library only.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -19,15 +18,14 @@ from clusterjob import (
     NAME_FORM,
     Setting,
     SiteSettingError,
-    check_extra,
     check_resources,
+    extra_options,
     format_hms,
     int_resource,
     job_name,
     job_shape,
     query,
     runtime_seconds,
-    settings_from_environment,
     uses_apptainer,
 )
 from jobsetup import exports_environment
@@ -43,6 +41,7 @@ LOOKS_IN = "pjstat or pjstat -H"
 # PJM reads "-L a=1,b=2" and "-x A=1,B=2" as lists: a comma or "=" in a value
 # would add resource items or environment variables to the job.
 PATHS = r"/[A-Za-z0-9_./-]*(:/[A-Za-z0-9_./-]*)*"
+EXTRA = extra_options("pjm", "pjsub")  # MNIST_PJM_EXTRA, split like a shell would
 SETTINGS = [
     Setting("MNIST_PJM_RSCGRP", "pjm_rscgrp", NAME, f"a resource group name: {NAME_FORM}"),
     Setting("MNIST_PJM_GPU_RSCGRP", "pjm_gpu_rscgrp", NAME,
@@ -52,15 +51,8 @@ SETTINGS = [
             "absolute paths joined by ':' (e.g. /vol0004:/vol0005), no commas, '=' or spaces"),
     Setting("--set-resources RULE:pjm_jobenv", "pjm_jobenv", NAME,
             f"a job environment: {NAME_FORM}"),
-    Setting("MNIST_PJM_EXTRA", "pjm_extra", r"[^\x00-\x1f\x7f]*", "pjsub options on one line"),
+    EXTRA,
 ]  # fmt: skip
-
-
-def site_settings(environ=os.environ) -> dict[str, str]:
-    """The profile's site settings from the environment, checked (config.yaml calls this)."""
-    values = settings_from_environment(SETTINGS, environ)
-    check_extra("MNIST_PJM_EXTRA", values.get("pjm_extra", ""))
-    return values
 
 
 def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
@@ -110,7 +102,7 @@ def build_pjsub_args(props: dict, apptainer: bool = False) -> list[str]:
     # code, which tells why a job ended; -X: pass the submit environment
     # (PATH to python/snakemake) to the job.
     args += ["-j", "-S"] + (["-X"] if exports_environment(res) else [])  # MNIST_JOB_ENV
-    args += check_extra("MNIST_PJM_EXTRA", site.get("pjm_extra", ""))
+    args += EXTRA.options(site)
     return args
 
 

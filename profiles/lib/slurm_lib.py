@@ -7,10 +7,7 @@ The checks are clusterjob.py's, shared with the other profiles.
 
 from __future__ import annotations
 
-import os
-
-from clusterjob import NAME, NAME_FORM, Setting, SiteSettingError, settings_from_environment
-from jobsetup import env_mode
+from clusterjob import NAME, NAME_FORM, Setting
 
 PARTITIONS = rf"{NAME}(,{NAME})*"
 PARTITIONS_FORM = "a partition name, or several joined by ',' (letters, digits, '_', '.', '-')"
@@ -22,13 +19,10 @@ SETTINGS = [
 ]
 
 
-def site_settings(environ=os.environ) -> dict[str, str]:
-    """{resource: value} of the settings that are set, each checked."""
-    if env_mode(environ) == "clean":
-        # The plugin (2.8.0) sends --export=ALL itself and refuses --export in slurm_extra.
-        raise SiteSettingError(
-            "MNIST_JOB_ENV=clean is not possible with snakemake-executor-plugin-slurm 2.8.0, "
-            "which always sends --export=ALL: leave it unset; MNIST_JOB_SOURCE and "
-            "MNIST_JOB_MODULES still set up every job"
-        )
-    return settings_from_environment(SETTINGS, environ)
+# clusterjob.profile refuses MNIST_JOB_ENV=clean with this: the plugin (2.8.0) sends
+# --export=ALL itself and refuses --export in slurm_extra.
+NO_CLEAN_ENV = (
+    "MNIST_JOB_ENV=clean is not possible with snakemake-executor-plugin-slurm 2.8.0, "
+    "which always sends --export=ALL: leave it unset; MNIST_JOB_SOURCE and "
+    "MNIST_JOB_MODULES still set up every job"
+)

@@ -13,7 +13,6 @@ in October 2024: ABCI 3.0 runs PBS Professional, see profiles/pbs.
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -22,8 +21,8 @@ from clusterjob import (
     NAME,
     NAME_FORM,
     Setting,
-    check_extra,
     check_resources,
+    extra_options,
     format_hms,
     gpu_model_request,
     int_resource,
@@ -31,7 +30,6 @@ from clusterjob import (
     job_shape,
     query,
     runtime_seconds,
-    settings_from_environment,
 )
 from jobsetup import exports_environment
 
@@ -48,6 +46,7 @@ PRECOMMAND = "trap '' USR1 USR2"
 
 COMPLEX = r"[A-Za-z][A-Za-z0-9_]*"
 COMPLEX_FORM = "one complex name of letters, digits and '_' (e.g. mem_free), nothing after it"
+EXTRA = extra_options("uge", "qsub")  # MNIST_UGE_EXTRA, split like a shell would
 SETTINGS = [
     Setting("MNIST_UGE_MODE", "uge_mode", r"generic",
             "'generic': the ABCI 2.0 'abci' mode is retired, ABCI 3.0 runs PBS: "
@@ -63,15 +62,8 @@ SETTINGS = [
     Setting("MNIST_UGE_GPU_RESOURCE", "uge_gpu_resource", COMPLEX, COMPLEX_FORM, "gpu"),
     # The site's string complex for a GPU model (Grid Engine has no standard one), e.g. gpu_type
     Setting("MNIST_UGE_GPU_MODEL_RESOURCE", "uge_gpu_model_resource", COMPLEX, COMPLEX_FORM),
-    Setting("MNIST_UGE_EXTRA", "uge_extra", r"[^\x00-\x1f\x7f]*", "qsub options on one line"),
+    EXTRA,
 ]  # fmt: skip
-
-
-def site_settings(environ=os.environ) -> dict[str, str]:
-    """The profile's site settings from the environment, checked (config.yaml calls this)."""
-    values = settings_from_environment(SETTINGS, environ)
-    check_extra("MNIST_UGE_EXTRA", values.get("uge_extra", ""))
-    return values
 
 
 def build_qsub_args(props: dict, logdir: str) -> list[str]:
@@ -137,7 +129,7 @@ def build_qsub_args(props: dict, logdir: str) -> list[str]:
     for key, flag in (("uge_queue", "-q"), ("uge_project", "-P")):
         if key in site:
             args += [flag, site[key]]
-    args += check_extra("MNIST_UGE_EXTRA", site.get("uge_extra", ""))
+    args += EXTRA.options(site)
     return args
 
 
