@@ -88,25 +88,33 @@ def module_line(environ=os.environ) -> str:
     return f"{guard} && module load {' '.join(names)}"
 
 
-def python_mode(environ=os.environ) -> str:
-    value = environ.get("MNIST_JOB_PYTHON", "").strip() or "login"
-    if value not in ("login", "job"):
+def either(environ, variable: str, default: tuple[str, str], other: tuple[str, str]) -> str:
+    """A setting of two values, each (value, what it means); unset is the default's."""
+    value = environ.get(variable, "").strip() or default[0]
+    if value not in (default[0], other[0]):
         raise SiteSettingError(
-            f"MNIST_JOB_PYTHON={value!r} is not accepted: it must be 'login' (the login node's "
-            "interpreter path, the default) or 'job' (the python on the job's PATH after the "
-            "set-up)"
+            f"{variable}={value!r} is not accepted: it must be '{default[0]}' ({default[1]}, "
+            f"the default) or '{other[0]}' ({other[1]})"
         )
     return value
+
+
+def python_mode(environ=os.environ) -> str:
+    return either(
+        environ,
+        "MNIST_JOB_PYTHON",
+        ("login", "the login node's interpreter path"),
+        ("job", "the python on the job's PATH after the set-up"),
+    )
 
 
 def env_mode(environ=os.environ) -> str:
-    value = environ.get("MNIST_JOB_ENV", "").strip() or "export"
-    if value not in ("export", "clean"):
-        raise SiteSettingError(
-            f"MNIST_JOB_ENV={value!r} is not accepted: it must be 'export' (jobs get the "
-            "submitter's environment, the default) or 'clean' (they do not)"
-        )
-    return value
+    return either(
+        environ,
+        "MNIST_JOB_ENV",
+        ("export", "jobs get the submitter's environment"),
+        ("clean", "they do not"),
+    )
 
 
 def login_python_guard(executable: str = sys.executable, machine: str = platform.machine()) -> str:
