@@ -44,6 +44,22 @@ def prepare(mnist: Path, scratch: Path) -> Path:
     return data
 
 
+def train_cnn(data: str, out: Path, **options) -> None:
+    """The cnn's training with HP, its outputs in out, its log dropped (after runtime.configure)."""
+    from mnistflow import training
+
+    training.train(
+        data,
+        "cnn",
+        HP,
+        param_hdf5=out / "p.hdf5",
+        model_keras=out / "m.keras",
+        history=out / "h.csv",
+        log=lambda line: None,
+        **options,
+    )
+
+
 def one(variant: str, data: str, scratch: str) -> dict:
     """In this (fresh) process: train once, return seconds."""
     started = time.perf_counter()
@@ -52,7 +68,7 @@ def one(variant: str, data: str, scratch: str) -> dict:
     runtime.configure(2, seed=HP["seed"])
     import keras
 
-    from mnistflow import checkpoint, models, preprocess, training
+    from mnistflow import checkpoint, models, preprocess
 
     out = Path(scratch)
     result = {}
@@ -82,17 +98,7 @@ def one(variant: str, data: str, scratch: str) -> dict:
                 raise KeyboardInterrupt  # measured: stop here
 
         try:
-            training.train(
-                data,
-                "cnn",
-                HP,
-                param_hdf5=out / "p.hdf5",
-                model_keras=out / "m.keras",
-                history=out / "h.csv",
-                log=lambda line: None,
-                checkpoints=out / "ckpt",
-                callbacks=(FirstStep(),),
-            )
+            train_cnn(data, out, checkpoints=out / "ckpt", callbacks=(FirstStep(),))
         except KeyboardInterrupt:
             pass
         result["startup"] = first_step["at"] - started
@@ -136,16 +142,7 @@ def one(variant: str, data: str, scratch: str) -> dict:
     if variant == "off":
         options = {}
     began = time.perf_counter()
-    training.train(
-        data,
-        "cnn",
-        HP,
-        param_hdf5=out / "p.hdf5",
-        model_keras=out / "m.keras",
-        history=out / "h.csv",
-        log=lambda line: None,
-        **options,
-    )
+    train_cnn(data, out, **options)
     result["train"] = time.perf_counter() - began
     return result
 
@@ -176,7 +173,7 @@ def save_epoch(data: str, scratch: str) -> None:
     runtime.configure(2, seed=HP["seed"])
     import keras
 
-    from mnistflow import stopping, training
+    from mnistflow import stopping
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -184,17 +181,7 @@ def save_epoch(data: str, scratch: str) -> None:
 
     out = Path(scratch)
     try:
-        training.train(
-            data,
-            "cnn",
-            HP,
-            param_hdf5=out / "p.hdf5",
-            model_keras=out / "m.keras",
-            history=out / "h.csv",
-            log=lambda line: None,
-            checkpoints=out / "ckpt",
-            callbacks=(StopAfterFirstEpoch(),),
-        )
+        train_cnn(data, out, checkpoints=out / "ckpt", callbacks=(StopAfterFirstEpoch(),))
     except stopping.Stopped:
         pass
 
