@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -34,6 +35,7 @@ STUDY = {
     },
 }
 RUNS = 4  # 2 learning rates x 2 seeds
+SETTINGS_CSV = Path("results/mnist-sample/sweep/settings.csv")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,16 +43,32 @@ def slurm():
     bring_up("slurm")
 
 
+def run_study(directory: Path, *args: str, study: dict = STUDY, **kwargs) -> tuple[Path, str]:
+    """The study in a scratch copy of the workflow, through profiles/slurm: (the copy, output)."""
+    work = copy_workflow(directory)
+    (work / "study.yaml").write_text(yaml.safe_dump(study))
+    profile = ["--profile", "profiles/slurm", *FAST, "--configfile", "study.yaml"]
+    return work, run_snakemake(work, *profile, *args, **kwargs)
+
+
+def settings_lines(work: Path) -> int:
+    """Lines of the study's settings.csv: the header, then one per setting (its seeds pooled)."""
+    return len((work / SETTINGS_CSV).read_text().splitlines())
+
+
+def squeue_all(jobs: str, fields: str) -> list[str]:
+    """squeue's line for each of the jobs, finished ones too (kept for MinJobAge)."""
+    return subprocess.run(
+        ["squeue", "--states=all", "--noheader", f"--format={fields}", "--jobs", jobs],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 def test_grouped_study_submits_fewer_jobs_than_runs(tmp_path):
-    work = copy_workflow(tmp_path / "study")
-    (work / "study.yaml").write_text(yaml.safe_dump(STUDY))
-    out = run_snakemake(
-        work,
-        "--profile",
-        "profiles/slurm",
-        *FAST,
-        "--configfile",
-        "study.yaml",
+    work, out = run_study(
+        tmp_path / "study",
         # All 4 runs (train + evaluate each) in one job; --cores caps a group job's width at
         # the test node's 2 CPUs, so its runs go two at a time.
         "--group-components",
@@ -63,15 +81,9 @@ def test_grouped_study_submits_fewer_jobs_than_runs(tmp_path):
     # preprocess, one group of the 4 runs, report (download and the aggregate run locally).
     assert len(submitted) == 3 < RUNS, out[-4000:]
     assert len(re.findall(r"Group job sweep", out)) == 1
-    states = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--format=%T", "--jobs", ",".join(submitted)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    states = squeue_all(",".join(submitted), "%T")
     assert states == ["COMPLETED"] * 3, states
-    settings = (work / "results" / "mnist-sample" / "sweep" / "settings.csv").read_text()
-    assert len(settings.splitlines()) == 1 + 2  # header + 2 settings, 2 seeds each
+    assert settings_lines(work) == 1 + 2  # header + 2 settings, 2 seeds each
 
 
 def array_task_ids(parent: str) -> list[str]:
@@ -87,28 +99,17 @@ def array_task_ids(parent: str) -> list[str]:
     if sacct.returncode == 0 and sacct.stdout.strip():
         lines = sacct.stdout.split()
     else:
-        lines = subprocess.run(
-            ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", parent],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        lines = squeue_all(parent, "%i|%T")
     return sorted(line for line in lines if re.fullmatch(rf"{parent}_\d+\|COMPLETED", line))
 
 
 def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
-    work = copy_workflow(tmp_path / "array")
     study = {**STUDY, "sweep": {**STUDY["sweep"], "group": False}}  # arrays take no groups
-    (work / "study.yaml").write_text(yaml.safe_dump(study))
-    out = run_snakemake(
-        work,
-        "--profile",
-        "profiles/slurm",
-        *FAST,
-        "--configfile",
-        "study.yaml",
+    work, out = run_study(
+        tmp_path / "array",
         "--slurm-array-jobs",
         "train,evaluate",
+        study=study,
         timeout=900,  # four rounds of sbatch (preprocess, train, evaluate, report) on a busy node
     )
     # The plugin names each task's log <array job id>_<task index>.log under its rule.
@@ -123,20 +124,12 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
     (parent,) = parents
     records = array_task_ids(parent)
     assert records == sorted(f"{parent}_{i}|COMPLETED" for i in range(1, RUNS + 1)), records
-    settings = (work / "results" / "mnist-sample" / "sweep" / "settings.csv").read_text()
-    assert len(settings.splitlines()) == 1 + 2
+    assert settings_lines(work) == 1 + 2
 
 
 def test_what_keeps_a_study_from_going_out_as_arrays_is_named_before_any_submission(tmp_path):
-    work = copy_workflow(tmp_path / "refused")
-    (work / "study.yaml").write_text(yaml.safe_dump(STUDY))  # grouped, as by default
-    out = run_snakemake(
-        work,
-        "--profile",
-        "profiles/slurm",
-        *FAST,
-        "--configfile",
-        "study.yaml",
+    _, out = run_study(
+        tmp_path / "refused",  # the study grouped, as by default
         "--slurm-array-jobs",
         "train",
         "--jobs",
