@@ -25,6 +25,14 @@ np.savez(sys.argv[3], **out)
 """
 
 
+def without_our_package(cwd, code: str, *paths) -> None:
+    """Run code in a fresh interpreter in cwd, with the paths as its arguments.
+
+    -I: isolated, so neither PYTHONPATH nor the tests' sys.path reach our package.
+    """
+    subprocess.run([sys.executable, "-I", "-c", code, *map(str, paths)], check=True, cwd=cwd)
+
+
 @pytest.mark.parametrize("family", ["softmax", "cnn"])
 def test_saved_model_matches_keras_in_fresh_interpreter(tmp_path, family):
     import keras
@@ -46,19 +54,8 @@ def test_saved_model_matches_keras_in_fresh_interpreter(tmp_path, family):
     assert (tmp_path / "saved_model" / "saved_model.pb").is_file()
     assert not (tmp_path / "saved_model.tmp").exists()
 
-    # -I: isolated, so neither PYTHONPATH nor the tests' sys.path reach our package.
-    subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            LOAD,
-            str(tmp_path / "saved_model"),
-            str(tmp_path / "images.npy"),
-            str(tmp_path / "out.npz"),
-        ],
-        check=True,
-        cwd=tmp_path,
+    without_our_package(
+        tmp_path, LOAD, tmp_path / "saved_model", tmp_path / "images.npy", tmp_path / "out.npz"
     )
     with np.load(tmp_path / "out.npz") as out:
         for name in ("float", "uint8", "default"):
@@ -95,18 +92,8 @@ def test_export_rule_matches_predictions_npz(workflow_dir, tmp_path):
     snakemake(workflow_dir, str(run.relative_to(workflow_dir) / "saved_model"))
     images, _ = preprocess.load_split(workflow_dir / "results" / "mnist-sample" / "data.h5", "test")
     np.save(tmp_path / "test.npy", images)
-    subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            LOAD_TEST_SET,
-            str(run / "saved_model"),
-            str(tmp_path / "test.npy"),
-            str(tmp_path / "out.npy"),
-        ],
-        check=True,
-        cwd=tmp_path,
+    without_our_package(
+        tmp_path, LOAD_TEST_SET, run / "saved_model", tmp_path / "test.npy", tmp_path / "out.npy"
     )
     with np.load(run / "predictions.npz") as saved:
         expected = saved["probabilities"]
