@@ -135,6 +135,24 @@ sys.exit(run_workers(2, [sys.executable, {meet!r}, {out!r}, "wait"]))
 """
 
 
+def start_waiting_launcher(out: Path, launcher: str, new_session=True) -> subprocess.Popen:
+    """run_workers, its workers in wait mode, once both are ready; by default in its own
+    process group (as a job's shell is)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER_PROGRAM.format(meet=str(MEET), out=str(out))],
+        env=worker_env(MNISTFLOW_LAUNCHER=launcher),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+    deadline = time.monotonic() + 60
+    while not all((out / f"ready_{i}").exists() for i in range(2)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "workers never got ready"
+        time.sleep(0.1)
+    return proc
+
+
 @pytest.mark.parametrize(
     "launcher, sent, received",
     [
@@ -152,41 +170,13 @@ sys.exit(run_workers(2, [sys.executable, {meet!r}, {out!r}, "wait"]))
 )
 def test_signals_reach_every_worker(tmp_path, launcher, sent, received):
     out = tmp_path / "out"
-    program = LAUNCHER_PROGRAM.format(meet=str(MEET), out=str(out))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", program],
-        env=worker_env(MNISTFLOW_LAUNCHER=launcher),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not all((out / f"ready_{i}").exists() for i in range(2)):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "workers never got ready"
-        time.sleep(0.1)
+    proc = start_waiting_launcher(out, launcher, new_session=False)
     proc.send_signal(sent)
     assert proc.wait(timeout=60) == 0, proc.stderr.read()
     for record in records(out):
         assert record["signals"] == [received], record
     log = proc.stderr.read()
     assert "exited [0" in log and f"after {sent.name}" in log, log
-
-
-def start_waiting_launcher(out: Path, launcher: str) -> subprocess.Popen:
-    """run_workers in its own process group (as a job's shell is), workers in wait mode."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER_PROGRAM.format(meet=str(MEET), out=str(out))],
-        env=worker_env(MNISTFLOW_LAUNCHER=launcher),
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while not all((out / f"ready_{i}").exists() for i in range(2)):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "workers never got ready"
-        time.sleep(0.1)
-    return proc
 
 
 MPIRUN = pytest.mark.skipif(shutil.which("mpirun") is None, reason="no Open MPI")
