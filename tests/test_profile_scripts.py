@@ -296,10 +296,19 @@ def fake_command(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
+def fakes_first(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """This environment with the fake commands (tmp_path/bin) first on PATH, and variables."""
+    return {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        **variables,
+    }
+
+
 def test_status_survives_a_failing_pjstat(tmp_path):
     """pjstat down or timing out: report running (exit 0) and let the next poll decide."""
     fake_command(tmp_path, "pjstat", 'echo "[ERR.] PJM 0020 pjstat cannot connect" >&2; exit 1')
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = fakes_first(tmp_path)
     r = run([*entry("status", "pjm"), "123"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "cannot connect" in r.stderr
@@ -325,17 +334,13 @@ def test_status_looks_in_the_history_when_the_job_left_the_live_list(tmp_path):
         'case "$1" in -H) printf "JOB_ID ST EC PC\\n77 EXT 0 0\\n";; '
         '*) printf "JOB_ID ST EC PC\\n";; esac',
     )
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = fakes_first(tmp_path)
     assert run([*entry("status", "pjm"), "77"], tmp_path, env).stdout.strip() == "success"
 
 
 def test_status_gives_up_on_a_job_missing_too_long(tmp_path):
     fake_command(tmp_path, "pjstat", 'printf "JOB_ID ST EC PC\\n"')
-    env = {
-        **os.environ,
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "MNIST_PJM_MISSING_GRACE": "0.5",
-    }
+    env = fakes_first(tmp_path, MNIST_PJM_MISSING_GRACE="0.5")
     assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "running"
     time.sleep(0.7)
     assert run([*entry("status", "pjm"), "9"], tmp_path, env).stdout.strip() == "failed"
@@ -419,7 +424,7 @@ def test_qsub_output_and_qacct_parsing():
 
 def test_uge_status_survives_failing_commands(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "error: commlib error" >&2; exit 1')
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = fakes_first(tmp_path)
     r = run([*entry("status", "uge"), "5"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
 
@@ -595,7 +600,7 @@ def test_pbs_qstat_json_lookup():
 
 def test_pbs_status_tolerates_a_failing_qstat_and_knows_an_unknown_job(tmp_path):
     fake_command(tmp_path, "qstat", 'echo "Connection refused" >&2; exit 15010')
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = fakes_first(tmp_path)
     r = run([*entry("status", "pbs"), "5.vm"], tmp_path, env)
     assert (r.returncode, r.stdout.strip()) == (0, "running")
     assert "Connection refused" in r.stderr
@@ -677,10 +682,9 @@ def test_profile_refuses_a_bad_site_setting_before_any_submission(
 ):
     """The real CLI, a real (not dry) run: it stops while reading the profile, nothing submitted."""
     work = toy(tmp_path)
-    bindir = tmp_path / "bin"
     for command in ("pjsub", "qsub", "sbatch"):  # record any submission attempt
         fake_command(tmp_path, command, f"touch {tmp_path}/submitted; exit 1")
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", variable: value}
+    env = fakes_first(tmp_path, **{variable: value})
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", f"profiles/{profile}"],
         cwd=work, env=env, capture_output=True, text=True, timeout=120,
