@@ -38,6 +38,11 @@ def mirrors_arg(*mirrors: str) -> str:
     return "download=" + json.dumps({"mirrors": list(mirrors), "default_mirrors": False})
 
 
+def config_args(mirror: str) -> list[str]:
+    """The sample dataset, downloaded from `mirror` alone, as --config values."""
+    return ["--config", "dataset=mnist-sample", mirrors_arg(mirror, "sample-mirror")]
+
+
 def evil_mirror(work: Path, quote: str) -> str:
     """A mirror path that runs `touch pwned_*` wherever a shell reads it unquoted.
 
@@ -51,6 +56,20 @@ def work(tmp_path) -> Path:
     work = copy_workflow(tmp_path / "pipeline")
     shutil.copytree(SAMPLE, work / "sample-mirror")
     return work
+
+
+def through_profile(work: Path, profile: str, env: dict[str, str], *args: str, **kwargs) -> str:
+    """snakemake makes the sample's data through profiles/<profile>, polling it fast."""
+    return run_snakemake(
+        work,
+        DATA,
+        "--profile",
+        f"profiles/{profile}",
+        *PROFILES[profile][1],
+        *args,
+        env=env,
+        **kwargs,
+    )
 
 
 def profile_env(name: str, tmp_path: Path) -> dict[str, str]:
@@ -67,12 +86,17 @@ def profile_env(name: str, tmp_path: Path) -> dict[str, str]:
     return {}
 
 
-def test_a_local_run_uses_any_value_literally(work):
-    mirror = evil_mirror(work, "'")
-    snakemake(work, DATA, "--config", "dataset=mnist-sample", mirrors_arg(mirror, "sample-mirror"))
+def assert_taken_literally(work: Path, mirror: str) -> None:
+    """No part of the mirror ran as a command, and the download tried it by its very name."""
     assert_nothing_executed(work)
     log = (work / "logs" / "mnist-sample" / "download.log").read_text()
     assert f"{mirror}/train-images-idx3-ubyte.gz (attempt 1/1) failed" in log
+
+
+def test_a_local_run_uses_any_value_literally(work):
+    mirror = evil_mirror(work, "'")
+    snakemake(work, DATA, *config_args(mirror))
+    assert_taken_literally(work, mirror)
     assert (work / DATA).exists()
 
 
@@ -81,19 +105,7 @@ def test_a_local_run_uses_any_value_literally(work):
 def test_a_value_the_jobs_shell_would_misread_stops_before_any_submission(work, tmp_path, profile):
     env = profile_env(profile, tmp_path)
     mirror = evil_mirror(work, "'")
-    out = run_snakemake(
-        work,
-        DATA,
-        "--profile",
-        f"profiles/{profile}",
-        *PROFILES[profile][1],
-        "--config",
-        "dataset=mnist-sample",
-        mirrors_arg(mirror, "sample-mirror"),
-        env=env,
-        check=False,
-        timeout=120,
-    )
+    out = through_profile(work, profile, env, *config_args(mirror), check=False, timeout=120)
     assert "a --config value cannot be passed safely to cluster jobs" in out
     assert "Nothing was submitted" in out and "--configfile my.yaml" in out
     assert "Submitted job" not in out and "has been submitted" not in out
@@ -108,20 +120,8 @@ def test_a_value_the_jobs_shell_would_misread_stops_before_any_submission(work, 
             }
         )
     )
-    run_snakemake(
-        work,
-        DATA,
-        "--profile",
-        f"profiles/{profile}",
-        *PROFILES[profile][1],
-        "--configfile",
-        "my.yaml",
-        env=env,
-        timeout=300,
-    )
-    assert_nothing_executed(work)
-    log = (work / "logs" / "mnist-sample" / "download.log").read_text()
-    assert f"{mirror}/train-images-idx3-ubyte.gz (attempt 1/1) failed" in log
+    through_profile(work, profile, env, "--configfile", "my.yaml", timeout=300)
+    assert_taken_literally(work, mirror)
 
 
 @pytest.mark.scheduler
@@ -129,20 +129,7 @@ def test_a_value_the_jobs_shell_would_misread_stops_before_any_submission(work, 
 def test_shell_syntax_the_jobs_shell_reads_literally_reaches_the_jobs(work, tmp_path, profile):
     env = profile_env(profile, tmp_path)
     mirror = evil_mirror(work, "")  # backticks and $(...), no '; " around the JSON strings
-    run_snakemake(
-        work,
-        DATA,
-        "--profile",
-        f"profiles/{profile}",
-        *PROFILES[profile][1],
-        "--config",
-        "dataset=mnist-sample",
-        mirrors_arg(mirror, "sample-mirror"),
-        env=env,
-        timeout=300,
-    )
+    through_profile(work, profile, env, *config_args(mirror), timeout=300)
     # preprocess ran as a cluster job, whose command line carried the value.
     assert (work / DATA).exists()
-    assert_nothing_executed(work)
-    log = (work / "logs" / "mnist-sample" / "download.log").read_text()
-    assert f"{mirror}/train-images-idx3-ubyte.gz (attempt 1/1) failed" in log
+    assert_taken_literally(work, mirror)
