@@ -129,6 +129,8 @@ def test_uneven_processes_are_refused_by_every_profile():
 # --- SLURM ---------------------------------------------------------------------------------
 
 SLURM_FAST = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10"]
+# The same for the cluster-generic profiles (PBS, Grid Engine, PJM).
+GENERIC_FAST = ["--seconds-between-status-checks", "1", "--latency-wait", "10"]
 
 
 def slurm_job_ids(out: str) -> list[str]:
@@ -206,6 +208,11 @@ RUN_DIR = "results/mnist-sample/softmax/default"
 CONFIGS = ["--configfile", "config/scheduler-test.yaml", "config/distributed.yaml"]
 
 
+def external_job_ids(out: str) -> list[str]:
+    """The scheduler's id of every job Snakemake's output says the cluster-generic plugin sent."""
+    return re.findall(r"Submitted (?:group )?job \d+ with external jobid '([^']+)'", out)
+
+
 def pbs_record(jobid: str) -> dict | None:
     """OpenPBS's record of a job (`qstat -x -f -F json`), None while it has none."""
     r = subprocess.run(
@@ -277,11 +284,10 @@ def test_openpbs_real_training_of_two_processes_is_one_job_with_two_mpiprocs(tmp
     bring_up("pbs")
     work = distributed_workdir(tmp_path, "pbs")
     out = run_snakemake(
-        work, f"{RUN_DIR}/param.hdf5", "--profile", "profiles/pbs",
-        "--seconds-between-status-checks", "1", "--latency-wait", "10", *CONFIGS,
+        work, f"{RUN_DIR}/param.hdf5", "--profile", "profiles/pbs", *GENERIC_FAST, *CONFIGS,
         env={"PATH": f"{PBS_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=420,
     )  # fmt: skip
-    jobs = {jobid: pbs_record(jobid) for jobid in re.findall(r"external jobid '([^']+)'", out)}
+    jobs = {jobid: pbs_record(jobid) for jobid in external_job_ids(out)}
     trains = [j for j in jobs.values() if j["Job_Name"].startswith("train.")]
     assert len(trains) == 1, jobs  # one job for the whole training
     assert trains[0]["Resource_List"]["select"] == "1:ncpus=2:mpiprocs=2:mem=3000mb"
@@ -297,11 +303,10 @@ def test_openpbs_mpiprocs_and_mpirun_form_one_training(tmp_path):
     bring_up("pbs")
     work = toy_workdir(tmp_path)
     out = run_snakemake(
-        work, "--profile", "profiles/pbs", "--seconds-between-status-checks", "1",
-        "--latency-wait", "10", TARGET,
+        work, "--profile", "profiles/pbs", *GENERIC_FAST, TARGET,
         env={"PATH": f"{PBS_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=240,
     )  # fmt: skip
-    (jobid,) = re.findall(r"Submitted (?:group )?job \d+ with external jobid '([^']+)'", out)
+    (jobid,) = external_job_ids(out)
 
     def finished():
         job = pbs_record(jobid)
@@ -324,11 +329,8 @@ def test_openpbs_mpiprocs_and_mpirun_form_one_training(tmp_path):
 def test_grid_engine_parallel_environment_and_mpirun_form_one_training(tmp_path):
     bring_up("gridengine")
     work = toy_workdir(tmp_path)
-    out = run_snakemake(
-        work, "--profile", "profiles/uge", "--seconds-between-status-checks", "1",
-        "--latency-wait", "10", TARGET, timeout=240,
-    )  # fmt: skip
-    (jobid,) = re.findall(r"Submitted (?:group )?job \d+ with external jobid '([^']+)'", out)
+    out = run_snakemake(work, "--profile", "profiles/uge", *GENERIC_FAST, TARGET, timeout=240)
+    (jobid,) = external_job_ids(out)
     env = read_env_record(work / "results" / "env_train_dist_t.txt")
     assert env["JOB_ID"] == jobid and env["NSLOTS"] == "2"  # -pe mpi 2 granted
 
@@ -352,10 +354,7 @@ def test_pjm_simulator_mpi_processes_and_mpiexec_form_one_training(tmp_path):
         "PJM_SIM_DIR": str(tmp_path / "pjm-state"),
     }
     work = toy_workdir(tmp_path)
-    run_snakemake(
-        work, "--profile", "profiles/pjm", "--seconds-between-status-checks", "1",
-        "--latency-wait", "10", TARGET, env=env, timeout=240,
-    )  # fmt: skip
+    run_snakemake(work, "--profile", "profiles/pjm", *GENERIC_FAST, TARGET, env=env, timeout=240)
     (job_file,) = (tmp_path / "pjm-state" / "jobs").glob("*.json")
     job = json.loads(job_file.read_text())
     assert job["L"]["node"] == "1" and job["mpi"] == {"proc": "2"}
