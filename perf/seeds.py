@@ -5,7 +5,7 @@
 A parameter study of the default cnn setting, one run per seed (`snakemake -j2`, one thread
 per training, as tests/test_acceptance.py runs seeds 0-2), on the real MNIST. Prints each
 seed's test accuracy and training seconds, then the worst, median and standard deviation:
-the spread the acceptance floor must leave room for. Target: worst of seeds 0-4 >= 99.25%.
+the spread the acceptance floor (99.25%) must leave room for. Target: worst of seeds 0-4 >= 99.3%.
 Runs in a scratch copy of the workflow; nothing is written to the repository.
 """
 
@@ -67,7 +67,7 @@ def main() -> None:
     print(f"{'seed':>6}  {'test accuracy':>13}  {'training s':>10}")
     for row, accuracy in zip(rows, accuracies, strict=True):
         print(f"{row['seed']:>6}  {accuracy:>13.4f}  {seconds[row['seed']]:>10.1f}")
-    print(f"{'worst':>6}  {min(accuracies):>13.4f}  target >= 0.9925")
+    print(f"{'worst':>6}  {min(accuracies):>13.4f}  target >= 0.993 (issue 23; test floor 0.9925)")
     print(f"{'median':>6}  {statistics.median(accuracies):>13.4f}")
     if len(accuracies) > 1:
         print(f"{'sd':>6}  {statistics.stdev(accuracies):>13.4f}")

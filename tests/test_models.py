@@ -60,6 +60,47 @@ def test_warmup_epochs_sets_the_warm_up_length_in_epochs():
     assert models.learning_rate({**hp, "warmup_epochs": 6}, 100).warmup_steps == 400
 
 
+def test_label_smoothing_lowers_the_targets_of_the_true_class():
+    probabilities = np.array([[0.7, 0.1, 0.2] + [0.0] * 7], np.float32) + 1e-7
+    plain = models.loss({})
+    assert plain == models.PLAIN_LOSS and models.loss(None) == plain
+    smoothed = models.loss({"label_smoothing": 0.1})
+    # targets: 0.91 for class 0, 0.01 for each of the other nine
+    targets = np.full(10, 0.01)
+    targets[0] = 0.91
+    expected = -np.sum(targets * np.log(probabilities[0] / probabilities[0].sum()))
+    assert float(smoothed(np.array([0]), probabilities)) == pytest.approx(expected, rel=1e-4)
+    unsmoothed = keras.losses.SparseCategoricalCrossentropy()(np.array([0]), probabilities)
+    assert float(models.SmoothedSparseCrossentropy(0.0)(np.array([0]), probabilities)) == (
+        pytest.approx(float(unsmoothed), rel=1e-5)
+    )
+
+
+def test_beta_2_reaches_adam_and_is_refused_by_optimizers_without_one():
+    model = models.compile_model(models.build_model("mlp", HP), {**HP, "beta_2": 0.99}, 10)
+    assert model.optimizer.beta_2 == 0.99
+    assert models.compile_model(models.build_model("mlp", HP), HP, 10).optimizer.beta_2 == 0.999
+    with pytest.raises(ValueError, match="beta_2 is a hyperparameter of adam and adamw, not of"):
+        models.compile_model(
+            models.build_model("mlp", HP), {**HP, "optimizer": "sgd", "beta_2": 0.99}, 10
+        )
+
+
+def test_a_model_trained_with_label_smoothing_saves_keras_own_loss(tmp_path):
+    """model.keras loads with plain Keras whatever the loss it trained with."""
+    hp = {**HP, "label_smoothing": 0.1}
+    for family in ("mlp", "cnn"):
+        model = models.compile_model(models.build_model(family, hp), hp, 10)
+        assert isinstance(model.loss, models.SmoothedSparseCrossentropy)
+        images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+        model.fit(models.reshape_for(model, images[..., 0]), np.arange(4), verbose=0)
+        bare = models.portable(model)
+        assert bare.loss == models.PLAIN_LOSS
+        bare.save(tmp_path / f"{family}.keras")
+        assert b"smoothed" not in (tmp_path / f"{family}.keras").read_bytes()
+        keras.saving.load_model(tmp_path / f"{family}.keras")
+
+
 def test_reshape_for_matches_each_model_input():
     import numpy as np
 
