@@ -38,7 +38,7 @@ import yaml
 
 from conftest import copy_workflow, snakemake
 from eventscheck import assert_events_match_history
-from schedulers.schedtest import start_snakemake, wait_for, wait_snakemake
+from schedulers.schedtest import run_snakemake, start_snakemake, wait_for, wait_snakemake
 
 # ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
 # limit up to 30 s late), so that even when a busy machine keeps the first attempt from saving
@@ -202,6 +202,31 @@ def killed_and_resumed(
     assert_attempts([(ok, record) for ok, record, _ in trains])
     assert [limit for *_, limit in trains] == [10 * n for n in range(1, len(trains) + 1)], trains
     assert_resumed_as_uninterrupted(work, reference, RUN, SHORT_EPOCHS)
+
+
+def stopped_at_time_limits_and_resumed(
+    tmp_path: Path,
+    reference: Path,
+    attempts: Callable[[str], list[tuple[bool, str, float]]],
+    *args: str,
+    config: str = CONFIG,
+    env: dict | None = None,
+) -> list[tuple[bool, str, float]]:
+    """The long set-up through a profile (``args``), the body of SLURM's and Grid Engine's tests.
+
+    ``attempts(output)`` reads the scheduler's own records of the train attempts, in
+    submission order: (succeeded, the record, its time limit in minutes). Stopped ones, then
+    one that succeeded, with 1, 2 (, 3 ...) minutes (runtime x attempt), and a run that
+    resumed as if uninterrupted. Returns the attempts, for the scheduler's own checks.
+    """
+    work = pipeline(tmp_path)
+    (work / "config" / "resume-test.yaml").write_text(config)
+    out = run_snakemake(work, *args, "--latency-wait", "10", *RETRIES, env=env, timeout=1800)
+    trains = attempts(out)
+    assert_attempts([(ok, record) for ok, record, _ in trains])
+    assert [limit for *_, limit in trains] == list(range(1, len(trains) + 1)), trains
+    assert_resumed_as_uninterrupted(work, reference, RUN, EPOCHS)
+    return trains
 
 
 def minutes(hms: str) -> float:
