@@ -13,7 +13,7 @@ import pytest
 
 from mnistflow.idx import encode_idx
 
-pytest_plugins = ["http_mirror", "resumecheck"]
+pytest_plugins = ["http_mirror", "resumecheck", "longest_first"]
 
 REPO = Path(__file__).resolve().parents[1]
 # The real MNIST, kept beside the repository as a local mirror (never needed by the project).
