@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from schedulers.schedtest import (
@@ -44,7 +44,7 @@ class Job:
     id: str
     rule: str
     ok: bool  # ended and succeeded, by the scheduler's own record
-    record: dict = field(repr=False)
+    record: dict
 
     def __repr__(self) -> str:  # what an assertion's message shows
         return f"Job({self.id} {self.rule} ok={self.ok} {self.record})"
