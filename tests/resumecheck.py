@@ -122,6 +122,7 @@ def resume_reference(tmp_path_factory, request) -> Iterator[Future[Path]]:
         snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=1800)
         return work
 
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
     with ThreadPoolExecutor(1) as pool:
         yield pool.submit(shared_run, tmp_path_factory, request, "resume-reference", build)
 
@@ -136,6 +137,7 @@ def short_reference(tmp_path_factory, request) -> Iterator[Future[Path]]:
         snakemake(work, TARGET, timeout=900)
         return work
 
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
     with ThreadPoolExecutor(1) as pool:
         yield pool.submit(shared_run, tmp_path_factory, request, "short-reference", build)
 

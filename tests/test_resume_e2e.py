@@ -140,6 +140,7 @@ def jax_reference(tmp_path_factory) -> Iterator[Future[Path]]:
             assert weights.attrs["backend"] == "jax"
         return work
 
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
     with ThreadPoolExecutor(1) as pool:
         yield pool.submit(build)
 
