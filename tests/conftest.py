@@ -12,7 +12,7 @@ import pytest
 
 from mnistflow.idx import encode_idx
 
-pytest_plugins = ["http_mirror", "resumecheck"]
+pytest_plugins = ["http_mirror", "resumecheck", "longest_first"]
 
 REPO = Path(__file__).resolve().parents[1]
 # The scratch copy of the workflow lives beside the benchmarks, which run without the tests.

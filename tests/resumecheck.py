@@ -2,8 +2,10 @@
 
 Two set-ups, both run through the profiles as users run them, and both ending with exactly
 the weights of an uninterrupted local run (a reference built once for all pytest-xdist
-workers) and with the scheduler's own records (sacct, qstat -x, qacct, pjstat -H) of every
-attempt. One file per scheduler, so that pytest-xdist runs them side by side.
+workers, while the first test that needs it runs its own interrupted run: the two trainings
+overlap, and a test waits for the reference only to compare) and with the scheduler's own
+records (sacct, qstat -x, qacct, pjstat -H) of every attempt. One file per scheduler, so that
+pytest-xdist runs them side by side.
 
 - The long one (tests/test_resume_slurm.py): a train job killed at its time limit is retried
   with more time and resumes. The training takes several times the first attempt's limit
@@ -28,7 +30,8 @@ import json
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -38,7 +41,7 @@ import yaml
 
 from conftest import copy_workflow, snakemake
 from eventscheck import assert_events_match_history
-from schedulers.schedtest import start_snakemake, wait_for, wait_snakemake
+from schedulers.schedtest import run_snakemake, start_snakemake, wait_for, wait_snakemake
 
 # ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
 # limit up to 30 s late), so that even when a busy machine keeps the first attempt from saving
@@ -109,8 +112,9 @@ def shared_run(tmp_path_factory, request, name: str, build: Callable[[Path], Pat
 
 
 @pytest.fixture(scope="module")
-def resume_reference(tmp_path_factory, request) -> Path:
-    """The long training, uninterrupted, run locally."""
+def resume_reference(tmp_path_factory, request) -> Iterator[Future[Path]]:
+    """The long training, uninterrupted, run locally while the test's own run goes: a future,
+    its ``result()`` the folder (the first worker to ask builds it for all)."""
 
     def build(folder: Path) -> Path:
         work = pipeline(folder)
@@ -118,19 +122,24 @@ def resume_reference(tmp_path_factory, request) -> Path:
         snakemake(work, TARGET, "--configfile", "config/resume-test.yaml", timeout=1800)
         return work
 
-    return shared_run(tmp_path_factory, request, "resume-reference", build)
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(shared_run, tmp_path_factory, request, "resume-reference", build)
 
 
 @pytest.fixture(scope="module")
-def short_reference(tmp_path_factory, request) -> Path:
-    """The short training, uninterrupted, run locally."""
+def short_reference(tmp_path_factory, request) -> Iterator[Future[Path]]:
+    """The short training, uninterrupted, run locally while the test's own run goes (a future,
+    as resume_reference)."""
 
     def build(folder: Path) -> Path:
         work = short_workdir(folder / "pipeline")
         snakemake(work, TARGET, timeout=900)
         return work
 
-    return shared_run(tmp_path_factory, request, "short-reference", build)
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(shared_run, tmp_path_factory, request, "short-reference", build)
 
 
 def read(path: Path) -> str:
@@ -184,7 +193,7 @@ def kill_once_checkpointed(work: Path, *args: str, env: dict | None = None) -> s
 
 def killed_and_resumed(
     tmp_path: Path,
-    reference: Path,
+    reference: Future[Path],
     attempts: Callable[[str, dict], list[tuple[bool, str, float]]],
     *args: str,
     env: dict | None = None,
@@ -201,7 +210,32 @@ def killed_and_resumed(
     trains = attempts(out, env or {})
     assert_attempts([(ok, record) for ok, record, _ in trains])
     assert [limit for *_, limit in trains] == [10 * n for n in range(1, len(trains) + 1)], trains
-    assert_resumed_as_uninterrupted(work, reference, RUN, SHORT_EPOCHS)
+    assert_resumed_as_uninterrupted(work, reference.result(), RUN, SHORT_EPOCHS)
+
+
+def stopped_at_time_limits_and_resumed(
+    tmp_path: Path,
+    reference: Future[Path],
+    attempts: Callable[[str], list[tuple[bool, str, float]]],
+    *args: str,
+    config: str = CONFIG,
+    env: dict | None = None,
+) -> list[tuple[bool, str, float]]:
+    """The long set-up through a profile (``args``), the body of SLURM's and Grid Engine's tests.
+
+    ``attempts(output)`` reads the scheduler's own records of the train attempts, in
+    submission order: (succeeded, the record, its time limit in minutes). Stopped ones, then
+    one that succeeded, with 1, 2 (, 3 ...) minutes (runtime x attempt), and a run that
+    resumed as if uninterrupted. Returns the attempts, for the scheduler's own checks.
+    """
+    work = pipeline(tmp_path)
+    (work / "config" / "resume-test.yaml").write_text(config)
+    out = run_snakemake(work, *args, "--latency-wait", "10", *RETRIES, env=env, timeout=1800)
+    trains = attempts(out)
+    assert_attempts([(ok, record) for ok, record, _ in trains])
+    assert [limit for *_, limit in trains] == list(range(1, len(trains) + 1)), trains
+    assert_resumed_as_uninterrupted(work, reference.result(), RUN, EPOCHS)
+    return trains
 
 
 def minutes(hms: str) -> float:

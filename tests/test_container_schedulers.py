@@ -8,15 +8,13 @@ One training each (the sample, softmax, one epoch); preprocess runs as a job fir
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
 
+from schedulers.clusters import PBS_ENV, PJM
 from schedulers.schedtest import bring_up, run_snakemake
 from test_container import PARAM, TRAIN_LOG, image, workdir  # noqa: F401  (image: a fixture)
-from test_scheduler_pbs import PBS_ENV
-from test_scheduler_pjm import PJM_SIM_DIR, history, sim_job
 
 pytestmark = pytest.mark.scheduler
 
@@ -46,11 +44,7 @@ def scheduler_env(name: str, tmp_path: Path) -> dict[str, str]:
     if name == "pbs":
         return {**PBS_ENV, "MNIST_PBS_QUEUE": "workq", "MNIST_PBS_PROJECT": "proj_mnist"}
     if name == "pjm":
-        return {
-            "PATH": f"{PJM_SIM_DIR}{os.pathsep}{os.environ['PATH']}",
-            "PJM_SIM_DIR": str(tmp_path / "pjm-state"),
-            "PJM_SIM_KILL_GRACE": "1",
-        }
+        return PJM().env(tmp_path)
     return {}
 
 
@@ -83,5 +77,5 @@ def test_train_runs_in_the_image_through_the_profile(scheduler, image, tmp_path)
     assert "--apptainer-args base64//" + base64.b64encode(b"--nv").decode() in job_logs
     assert f"Activating singularity image {image}" in job_logs
     if scheduler == "pjm":
-        train = next(j for j in history(env) if j["JOB_NAME"].startswith("train"))
-        assert sim_job(env, train["JOB_ID"])["L"]["jobenv"] == "singularity"
+        train = next(j for j in PJM.history(env) if j["JOB_NAME"].startswith("train"))
+        assert PJM.sim_job(env, train["JOB_ID"])["L"]["jobenv"] == "singularity"

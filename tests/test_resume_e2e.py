@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -81,7 +83,7 @@ def test_sigkill_of_the_whole_run_then_the_same_command_resumes(tmp_path, short_
     # Snakemake was killed too, so its lock on the directory remains: the one extra step.
     snakemake(work, "--unlock")
     snakemake(work, TARGET)  # no --rerun-incomplete needed: the outputs never existed
-    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference.result(), RUN, EPOCHS)
 
 
 def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_path, short_reference):
@@ -100,7 +102,7 @@ def test_sigterm_to_the_training_stops_it_gracefully_and_a_rerun_resumes(tmp_pat
     ), stopped
     assert not (work / TARGET).exists()
     snakemake(work, TARGET)  # the same command, nothing else
-    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference.result(), RUN, EPOCHS)
 
 
 def test_ctrl_c_then_the_same_command_resumes(tmp_path, short_reference):
@@ -119,7 +121,7 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path, short_reference):
         r"^Stopped by SIGINT in epoch \d+, step \d+ \(checkpoint written\)", stopped, re.M
     ), stopped
     snakemake(work, TARGET)  # Snakemake exited cleanly: no --unlock, the same command
-    assert_resumed_as_uninterrupted(work, short_reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, short_reference.result(), RUN, EPOCHS)
 
 
 # The JAX backend: its checkpoint holds JAX arrays and its steps are XLA-compiled, so its
@@ -128,12 +130,19 @@ JAX_CONFIG = {**SHORT_CONFIG, "compute": {"backend": "jax"}}
 
 
 @pytest.fixture(scope="module")
-def jax_reference(tmp_path_factory) -> Path:
-    work = short_workdir(tmp_path_factory.mktemp("jax-reference"), JAX_CONFIG)
-    snakemake(work, TARGET)
-    with h5py.File(work / TARGET) as weights:  # Keras records the backend that saved them
-        assert weights.attrs["backend"] == "jax"
-    return work
+def jax_reference(tmp_path_factory) -> Iterator[Future[Path]]:
+    """Run while the test's own run goes (a future, as resumecheck.short_reference)."""
+
+    def build() -> Path:
+        work = short_workdir(tmp_path_factory.mktemp("jax-reference"), JAX_CONFIG)
+        snakemake(work, TARGET)
+        with h5py.File(work / TARGET) as weights:  # Keras records the backend that saved them
+            assert weights.attrs["backend"] == "jax"
+        return work
+
+    tmp_path_factory.getbasetemp()  # made here: its first call (mkdir) races the test's tmp_path
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(build)
 
 
 def test_jax_backend_sigkill_then_the_same_command_resumes(tmp_path, jax_reference):
@@ -149,4 +158,4 @@ def test_jax_backend_sigkill_then_the_same_command_resumes(tmp_path, jax_referen
     assert not (work / TARGET).exists()
     snakemake(work, "--unlock")
     snakemake(work, TARGET)
-    assert_resumed_as_uninterrupted(work, jax_reference, RUN, EPOCHS)
+    assert_resumed_as_uninterrupted(work, jax_reference.result(), RUN, EPOCHS)

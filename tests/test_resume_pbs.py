@@ -8,23 +8,29 @@ from __future__ import annotations
 import pytest
 
 from resumecheck import killed_and_resumed, minutes
-from schedulers.schedtest import bring_up
-from test_scheduler_pbs import FAST, PBS_ENV, jobs_by_rule
+from schedulers.clusters import OpenPBS
 
 pytestmark = pytest.mark.scheduler
+
+PBS = OpenPBS()
 
 
 def train_attempts(out: str, env: dict) -> list[tuple[bool, str, float]]:
     """PBS's own records (qstat -x), in submission order."""
-    attempts = []
-    for job in jobs_by_rule(out)["train"]:
-        walltime = minutes(job["Resource_List"]["walltime"])
-        attempts.append((job["Exit_status"] == 0, f"{job['id']} {job['Exit_status']}", walltime))
-    return attempts
+    trains = [job for job in PBS.jobs(out, env) if job.rule == "train"]
+    return [
+        (
+            job.ok,
+            f"{job.id} {job.record['Exit_status']}",
+            minutes(job.record["Resource_List"]["walltime"]),
+        )
+        for job in trains
+    ]
 
 
 def test_pbs_killed_job_is_retried_and_resumes(tmp_path, short_reference):
-    bring_up("pbs")
+    PBS.bring_up()
     killed_and_resumed(
-        tmp_path, short_reference, train_attempts, "--profile", "profiles/pbs", *FAST, env=PBS_ENV
-    )
+        tmp_path, short_reference, train_attempts, "--profile", PBS.profile, *PBS.fast,
+        env=PBS.env(tmp_path),
+    )  # fmt: skip

@@ -3,150 +3,58 @@
 PJM (Fujitsu) cannot be installed here, so tests/schedulers/pjm_sim provides
 pjsub / pjstat / pjdel that run jobs as local processes and answer in PJM's
 formats. The simulator's pjstat -H history is the record checked here.
+
+The runs the schedulers share (the toy workflow, a cancelled job, a job at its time limit,
+the real pipeline) and their common checks are in tests/schedulers/clusters.py; this file
+adds the simulator's own records.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from schedulers.schedtest import (
-    EVIL_TAG,
-    EVIL_VALUE,
-    PJM_SIM_DIR,
-    assert_nothing_executed,
-    only,
-    read_env_record,
-    real_workdir,
-    run_snakemake,
-    start_snakemake,
-    toy_workdir,
-    wait_for,
-    wait_snakemake,
-)
+from schedulers.clusters import PJM, PREP, cancelled_and_retried, real_pipeline, toy_run
+from schedulers.schedtest import EVIL_VALUE, start_snakemake, toy_workdir, wait_snakemake
 
 pytestmark = pytest.mark.scheduler
 
-FAST = ["--seconds-between-status-checks", "1", "--latency-wait", "10"]
+SIMULATOR = PJM()
+history, sim_job = SIMULATOR.history, SIMULATOR.sim_job
 
 
 @pytest.fixture
 def pjm_env(tmp_path) -> dict[str, str]:
     """PATH with the simulator first, and a private simulator state directory."""
-    return {
-        "PATH": f"{PJM_SIM_DIR}{os.pathsep}{os.environ['PATH']}",
-        "PJM_SIM_DIR": str(tmp_path / "pjm-state"),
-        "PJM_SIM_KILL_GRACE": "1",
-    }
+    return SIMULATOR.env(tmp_path)
 
 
-def history(env: dict[str, str]) -> list[dict[str, str]]:
-    """pjstat -H, parsed: every ended job in the simulator."""
-    out = subprocess.run(
-        ["pjstat", "-H", "-v", "--choose", "jid,jnam,st,ec,pc,rscg"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    ).stdout
-    lines = out.splitlines()
-    header = lines[0].split()
-    return [dict(zip(header, ln.split(), strict=True)) for ln in lines[1:]]
-
-
-def sim_job(env: dict[str, str], jobid: str) -> dict:
-    """The simulator's full record of a job: what pjsub was given."""
-    return json.loads((Path(env["PJM_SIM_DIR"]) / "jobs" / f"{jobid}.json").read_text())
-
-
-def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path, pjm_env):
-    work = toy_workdir(tmp_path)
-    env = {
-        **pjm_env,
+def test_toy_workflow_runs_each_rule_as_a_job_with_its_gpu(tmp_path):
+    site = {
         "MNIST_PJM_RSCGRP": "small",
         "MNIST_PJM_GROUP": "hp000000",
         # A site setting full of shell syntax travels as one pjsub argument.
         "MNIST_PJM_EXTRA": f"-x 'MNIST_NOTE={EVIL_VALUE}'",
         "MNIST_PJM_GFSCACHE": "/vol0004:/vol0005",
     }
-    run_snakemake(
-        work,
-        "--profile",
-        "profiles/pjm",
-        *FAST,
-        "--config",
-        "gpu=1",
-        f"tag={EVIL_TAG}",
-        env=env,
-        timeout=240,
-    )
-    jobs = history(env)
-    # download is a localrule: it ran on the "login node", not through pjsub.
-    assert sorted(j["JOB_NAME"].split(".")[0] for j in jobs) == [
-        "evaluate",
-        "preprocess",
-        "report",
-        "train",
-    ]
-    assert all(j["ST"] == "EXT" and j["EC"] == "0" and j["RSC_GRP"] == "small" for j in jobs)
-
-    train = next(j for j in jobs if j["JOB_NAME"].startswith("train"))
-    rec = sim_job(env, train["JOB_ID"])
+    work, jobs, train_env = toy_run(SIMULATOR, tmp_path, env=site)
+    assert all(j.record["RSC_GRP"] == "small" for j in jobs.values())
+    train = jobs["train"].record
+    rec = sim_job(SIMULATOR.env(tmp_path), train["JOB_ID"])
     assert rec["L"]["gpu"] == "1"
     assert rec["L"]["elapse"] == "00:05:00"
     assert rec["L"]["node"] == "1"
     assert rec["group"] == "hp000000"
     assert rec["x"] == {"PJM_LLIO_GFSCACHE": "/vol0004:/vol0005", "MNIST_NOTE": EVIL_VALUE}
     assert rec["join"] and rec["stats"]
-    env_rec = read_env_record(only(list((work / "results").glob("env_train_*.txt"))))
-    assert env_rec["PJM_JOBID"] == train["JOB_ID"]
-    assert env_rec["CUDA_VISIBLE_DEVICES"] == "0"
+    assert train_env["CUDA_VISIBLE_DEVICES"] == "0"
     # PJM's own output files, named <jobname>.<jobid>.out / .stats, in logs/pjm.
     assert (work / "logs" / "pjm" / f"{train['JOB_NAME']}.{train['JOB_ID']}.out").exists()
     assert (work / "logs" / "pjm" / f"{train['JOB_NAME']}.{train['JOB_ID']}.stats").exists()
-    assert_nothing_executed(tmp_path, Path.cwd())
 
 
-def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path, pjm_env):
-    work = toy_workdir(tmp_path)
-    target = "results/prep.txt"
-    proc = start_snakemake(
-        work,
-        "--profile",
-        "profiles/pjm",
-        *FAST,
-        target,
-        "--config",
-        "hang_once=600",
-        env=pjm_env,
-    )
-    full_env = {**os.environ, **pjm_env}
-
-    def running_preprocess():
-        out = subprocess.run(
-            ["pjstat", "-v", "--choose", "jid,jnam,st"],
-            capture_output=True,
-            text=True,
-            env=full_env,
-        ).stdout
-        ids = [
-            f[0]
-            for f in (ln.split() for ln in out.splitlines()[1:])
-            if f[1].startswith("preprocess") and f[2] == "RUN"
-        ]
-        return ids and (work / ".hang_marker").exists() and ids[0]
-
-    jobid = wait_for(running_preprocess, 60, "the first preprocess job to run", proc)
-    subprocess.run(["pjdel", jobid], check=True, env=full_env, capture_output=True)
-    wait_snakemake(proc, 120)
-
-    preps = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("preprocess")]
-    assert [(j["ST"], j["PC"]) for j in preps] == [("CCL", "1"), ("EXT", "0")], preps
-    assert (work / target).read_text().strip() == "raw"
+def test_cancelled_job_is_retried_and_its_partial_output_discarded(tmp_path):
+    preps, _ = cancelled_and_retried(SIMULATOR, tmp_path)
+    assert [(j.record["ST"], j.record["PC"]) for j in preps] == [("CCL", "1"), ("EXT", "0")], preps
 
 
 def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
@@ -155,10 +63,10 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
     pjm_env = {**pjm_env, "PJM_SIM_ELAPSE_SCALE": "0.05"}
     proc = start_snakemake(
         work,
-        "results/prep.txt",
+        PREP,
         "--profile",
-        "profiles/pjm",
-        *FAST,
+        SIMULATOR.profile,
+        *SIMULATOR.fast,
         "--retries",
         "0",
         "--set-resources",
@@ -172,26 +80,10 @@ def test_job_past_its_elapse_limit_fails_the_run_cleanly(tmp_path, pjm_env):
     preps = [j for j in history(pjm_env) if j["JOB_NAME"].startswith("preprocess")]
     assert [(j["ST"], j["PC"]) for j in preps] == [("EXT", "11")]  # 11: elapse exceeded
     assert "Error in rule preprocess" in out
-    assert not (work / "results" / "prep.txt").exists()  # partial output removed
+    assert not (work / PREP).exists()  # partial output removed
 
 
-def test_real_pipeline_through_the_profile(tmp_path, pjm_env):
-    work = real_workdir(tmp_path)
-    run_snakemake(
-        work,
-        "--profile",
-        "profiles/pjm",
-        *FAST,
-        "--configfile",
-        "config/scheduler-test.yaml",
-        env=pjm_env,
-        timeout=420,
-    )
-    jobs = history(pjm_env)
-    rules = {j["JOB_NAME"].split(".")[0] for j in jobs}
-    assert {"preprocess", "train", "evaluate", "report"} <= rules, jobs
-    assert "download" not in rules
-    assert all(j["ST"] == "EXT" and j["EC"] == "0" for j in jobs)
-    train = next(j for j in jobs if j["JOB_NAME"].startswith("train"))
-    assert sim_job(pjm_env, train["JOB_ID"])["L"]["gpu"] == "1"
-    assert (work / "results" / "mnist-sample" / "report.html").exists()
+def test_real_pipeline_through_the_profile(tmp_path):
+    jobs = real_pipeline(SIMULATOR, tmp_path)
+    (train,) = jobs["train"]
+    assert sim_job(SIMULATOR.env(tmp_path), train.id)["L"]["gpu"] == "1"

@@ -38,6 +38,8 @@ rule which:
 
 # The schedulers' profiles, and what to put first on PATH for their commands.
 SCHEDULERS = {"slurm": ("slurm", None), "pbs": ("pbs", "/opt/pbs/bin")}
+# SLURM's plugin first looks at a job 40 s after submitting it, unless told.
+FIRST_CHECK = {"slurm": ["--slurm-init-seconds-before-status-checks", "2"], "pbs": []}
 
 
 def make_env(path: Path) -> Path:
@@ -114,7 +116,7 @@ def test_job_that_cannot_see_the_login_python(profile, python_mode, tmp_path):
         env["PATH"] = f"{first_on_path}:{os.environ['PATH']}"
     r = run_in_login_namespace(
         work, real, mount_point, env, "--profile", f"profiles/{profile}", "--retries", "0",
-        "--seconds-between-status-checks", "1", "--latency-wait", "5",
+        "--seconds-between-status-checks", "1", "--latency-wait", "5", *FIRST_CHECK[profile],
     )  # fmt: skip
     out = r.stdout + r.stderr
     assert not (mount_point / "bin").exists()  # the job's side: the path is not there
@@ -175,7 +177,7 @@ def test_envmodules_of_the_config_are_loaded_in_train(where, tmp_path):
     else:
         bring_up(where)
         args += ["--profile", f"profiles/{where}", "--retries", "0", "--latency-wait", "10"]
-        args += ["--seconds-between-status-checks", "2"]
+        args += ["--seconds-between-status-checks", "2", *FIRST_CHECK[where]]
     if where != "local":
         # The README's recipe: SLURM drops exported functions (BASH_FUNC_*) even with
         # --export=ALL, and a clean PBS job has nothing of the submitter's.
