@@ -324,10 +324,17 @@ def array_job_errors(
     sbatch --wrap="..." (profiles/slurm: the plugin's script mode breaks arrays), where a
     ``--config`` value (``config_args``) with $, `, " or a backslash is expanded or cut.
     """
-    wanted = "all" in array_rules or bool({"train", "train_rung", "evaluate"} & array_rules)
+    study_rules = {"train_study", "train_rung"}  # a study run trains and evaluates in one job
+    wanted = "all" in array_rules or bool((study_rules | {"train", "evaluate"}) & array_rules)
     if not wanted or runs == 0:
         return []
     lines = []
+    if "all" not in array_rules and not study_rules & array_rules:
+        lines.append(
+            f"  --slurm-array-jobs {','.join(sorted(array_rules))}: a study's runs are jobs of "
+            "rule train_study (train and evaluate are the runs outside the study); name "
+            "train_study (and train_rung for successive halving)"
+        )
     if grouped:
         lines.append(
             "  sweep.group: job arrays take ungrouped jobs only (the plugin submits group jobs "
