@@ -131,3 +131,8 @@ def test_a_random_search_plans_one_job_per_run_and_none_for_the_runs_outside(wor
         "train": 1,
         "evaluate": 1,
     }, jobs
+    # With --sdm apptainer a study run stays a train and an evaluate job: the image has no
+    # matplotlib for the evaluation's figures (workflow/rules/sweep.smk).
+    out = snakemake(workflow_dir, "-n", "--configfile", "search.yaml", "--sdm", "apptainer").stdout
+    assert "train_study" not in out and re.search(r"^train\s+51$", out, re.M), out[-3000:]
+    assert re.search(r"^evaluate\s+51$", out, re.M)

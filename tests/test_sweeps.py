@@ -299,4 +299,8 @@ def test_array_jobs_need_an_ungrouped_study_and_jobs_for_every_run():
     assert "--config x=$(id)" in unsafe and "--configfile" in unsafe
     # The rules of the runs outside the study: the study's own rule is named for the fix.
     (wrong_rule,) = sweeps.array_job_errors({"evaluate", "train"}, False, jobs=None, runs=4)
-    assert "--slurm-array-jobs evaluate,train" in wrong_rule and "name train_study" in wrong_rule
+    assert "--slurm-array-jobs evaluate,train" in wrong_rule
+    assert "jobs of train_study, train_rung" in wrong_rule
+    # In the container a study run stays a train and an evaluate job (sweep.smk).
+    container_rules = ["train", "evaluate", "train_rung"]
+    assert sweeps.array_job_errors({"train"}, False, None, 4, study_rules=container_rules) == []

@@ -32,6 +32,7 @@ onstart:
             jobs=workflow.resource_settings.nodes,
             runs=len(SWEEP),
             config_args=workflow.config_settings.config_args,
+            study_rules=STUDY_RULES,
         )
         if problems:
             raise settings.ConfigError(
