@@ -65,6 +65,11 @@ def test_study_runs_then_changes_rerun_only_what_they_must(workflow_dir):
 
     run_dirs = sorted(p.name for p in (workflow_dir / RESULTS / "softmax").iterdir())
     assert len(run_dirs) == 8 and "batch_size=64+learning_rate=0.1+seed=1" in run_dirs
+    # One job per run (rule train_study) trained and evaluated it, each step in its own log.
+    for run in run_dirs:
+        logs = workflow_dir / "logs" / "mnist-sample" / "softmax" / run
+        assert "Epoch 1/1" in (logs / "train.log").read_text()
+        assert re.search(r"^Test accuracy: 0\.\d+$", (logs / "evaluate.log").read_text(), re.M)
     settings = read_csv(workflow_dir / RESULTS / "sweep" / "settings.csv")
     assert len(settings) == 4 and {row["seeds"] for row in settings} == {"2"}
     assert [row["winner"] for row in settings] == ["yes", "", "", ""]
@@ -77,8 +82,7 @@ def test_study_runs_then_changes_rerun_only_what_they_must(workflow_dir):
     # A new grid value: only its runs (2 batch sizes x 2 seeds), then aggregate and report.
     bigger = {**grid, "learning_rate": [0.01, 0.1, 0.3]}
     assert planned_jobs(workflow_dir, write_study(workflow_dir, bigger)) == {
-        "train": 4,
-        "evaluate": 4,
+        "train_study": 4,  # one job per run: its training and its evaluation
         "aggregate_sweep": 1,
         "report": 1,
     }
@@ -102,3 +106,33 @@ def test_study_runs_then_changes_rerun_only_what_they_must(workflow_dir):
     reordered = {"batch_size": [64], "learning_rate": [0.1, 0.01]}
     config = write_study(workflow_dir, reordered, seeds=(1, 0), sweep_first=True)
     assert planned_jobs(workflow_dir, config) == {}
+
+
+def test_a_random_search_plans_one_job_per_run_and_none_for_the_runs_outside(workflow_dir):
+    study = {
+        **STUDY_2X2,
+        "models": ["softmax", "mlp"],  # mlp's default run stays a train and an evaluate job
+        "sweep": {
+            "seeds": [0],
+            "families": {
+                "softmax": {
+                    "random": {
+                        "samples": 50,
+                        "distributions": {"learning_rate": {"loguniform": [0.001, 0.3]}},
+                    }
+                }
+            },
+        },
+    }
+    (workflow_dir / "search.yaml").write_text(yaml.safe_dump(study))
+    jobs = planned_jobs(workflow_dir, "search.yaml")
+    assert {rule: jobs.get(rule) for rule in ("train_study", "train", "evaluate")} == {
+        "train_study": 50,
+        "train": 1,
+        "evaluate": 1,
+    }, jobs
+    # With --sdm apptainer a study run stays a train and an evaluate job: the image has no
+    # matplotlib for the evaluation's figures (workflow/rules/sweep.smk).
+    out = snakemake(workflow_dir, "-n", "--configfile", "search.yaml", "--sdm", "apptainer").stdout
+    assert "train_study" not in out and re.search(r"^train\s+51$", out, re.M), out[-3000:]
+    assert re.search(r"^evaluate\s+51$", out, re.M)

@@ -108,12 +108,12 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
     work, out = run_study(
         tmp_path / "array",
         "--slurm-array-jobs",
-        "train,evaluate",
+        "train_study",  # a study run's training and evaluation (workflow/rules/evaluate.smk)
         study=study,
-        timeout=900,  # four rounds of sbatch (preprocess, train, evaluate, report) on a busy node
+        timeout=900,  # three rounds of sbatch (preprocess, train_study, report) on a busy node
     )
     # The plugin names each task's log <array job id>_<task index>.log under its rule.
-    logs = sorted((work / "logs" / "slurm" / "rule_train").rglob("*.log"))
+    logs = sorted((work / "logs" / "slurm" / "rule_train_study").rglob("*.log"))
     ids = {re.fullmatch(r"(\d+)_(\d+)\.log", log.name).groups() for log in logs}
     parents = {parent for parent, _ in ids}
     assert len(logs) == RUNS and len(parents) == 1, (logs, out[-4000:])
@@ -131,7 +131,7 @@ def test_what_keeps_a_study_from_going_out_as_arrays_is_named_before_any_submiss
     _, out = run_study(
         tmp_path / "refused",  # the study grouped, as by default
         "--slurm-array-jobs",
-        "train",
+        "train_study",
         "--jobs",
         "2",
         check=False,

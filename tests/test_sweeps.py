@@ -287,13 +287,20 @@ def test_report_shows_the_study_and_details_only_the_winners(tmp_path):
 def test_array_jobs_need_an_ungrouped_study_and_jobs_for_every_run():
     assert sweeps.array_job_errors(set(), grouped=True, jobs=2, runs=100) == []  # no arrays
     assert sweeps.array_job_errors({"report"}, grouped=True, jobs=2, runs=100) == []
-    assert sweeps.array_job_errors({"train"}, grouped=False, jobs=100, runs=100) == []
+    assert sweeps.array_job_errors({"train_study"}, grouped=False, jobs=100, runs=100) == []
     assert sweeps.array_job_errors({"all"}, grouped=False, jobs=None, runs=100) == []
     grouped, few = sweeps.array_job_errors({"train_rung"}, grouped=True, jobs=50, runs=100)
     assert "set sweep.group: false" in grouped
     assert "--jobs 50: below the study's 100 runs" in few and "--jobs 100 or more" in few
     assert "issue 473" in few
     (unsafe,) = sweeps.array_job_errors(
-        {"train"}, grouped=False, jobs=None, runs=4, config_args=["seed=1", "x=$(id)"]
+        {"train_study"}, grouped=False, jobs=None, runs=4, config_args=["seed=1", "x=$(id)"]
     )
     assert "--config x=$(id)" in unsafe and "--configfile" in unsafe
+    # The rules of the runs outside the study: the study's own rule is named for the fix.
+    (wrong_rule,) = sweeps.array_job_errors({"evaluate", "train"}, False, jobs=None, runs=4)
+    assert "--slurm-array-jobs evaluate,train" in wrong_rule
+    assert "jobs of train_study, train_rung" in wrong_rule
+    # In the container a study run stays a train and an evaluate job (sweep.smk).
+    container_rules = ["train", "evaluate", "train_rung"]
+    assert sweeps.array_job_errors({"train"}, False, None, 4, study_rules=container_rules) == []

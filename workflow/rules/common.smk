@@ -32,6 +32,7 @@ onstart:
             jobs=workflow.resource_settings.nodes,
             runs=len(SWEEP),
             config_args=workflow.config_settings.config_args,
+            study_rules=STUDY_RULES,
         )
         if problems:
             raise settings.ConfigError(
@@ -72,33 +73,34 @@ def hyperparameters(wildcards):
 # modules the script imports, directly or through each other (mnistflow.sources reads the
 # import statements). A new rule needs only that line; tests/test_sources.py fails for a
 # rule with a script but without it, or with another script's name.
-def package_sources(script):
+def package_sources(script, *more_scripts):
     """Modules a step's script runs, as inputs: editing one reruns the step (Snakemake tracks
-    the script itself).
+    the script itself). ``more_scripts``: other scripts the step runs (rule train_study).
 
     None for a workflow read from git: its tag pins the code, and the cached copies' paths
     change with every run for a branch, which would rerun every step.
     """
     if not LOCAL_WORKFLOW:
         return []
-    if not (PACKAGE_DIR / script).is_file():
-        raise WorkflowError(
-            f"package_sources({script!r}): no such script in {PACKAGE_DIR}; name the "
-            'rule\'s script: file, e.g. package_sources("train.py")'
+    files = set()
+    for name in (script, *more_scripts):
+        if not (PACKAGE_DIR / name).is_file():
+            raise WorkflowError(
+                f"package_sources({name!r}): no such script in {PACKAGE_DIR}; name the "
+                'rule\'s script: file, e.g. package_sources("train.py")'
+            )
+        files.update(
+            sources.module_files(PACKAGE_DIR / name, PACKAGE_DIR / "mnistflow")
         )
-    return [
-        str(path)
-        for path in sources.module_files(
-            PACKAGE_DIR / script, PACKAGE_DIR / "mnistflow"
-        )
-    ]
+    return sorted(str(path) for path in files)  # once each: every input costs plan time
 
 
-def run_outputs(dataset, name):
-    """One output file of every configured run that trains to the end (sweep.smk)."""
+def single_run_outputs(dataset, name):
+    """One output file of every run outside a study (a study's: sweep_run_outputs)."""
     return [
         f"results/{dataset}/{family}/{run}/{name}"
         for family, run in reported_runs(dataset)
+        if family not in SWEPT_FAMILIES
     ]
 
 

@@ -21,6 +21,8 @@ rule evaluate:
         "logs/{dataset}/{family}/{run}/evaluate.log",
     benchmark:
         "benchmarks/{dataset}/{family}/{run}/evaluate.tsv"
+    wildcard_constraints:
+        family=SINGLE_FAMILIES,
     group:
         STUDY_GROUP
     conda:
@@ -38,3 +40,26 @@ rule evaluate:
         ).class_names,
     script:
         "../scripts/evaluate.py"
+
+
+# A study run (sweep.smk): the same training, then its evaluation in the same job (train.py
+# runs evaluate.py after it, with the evaluate log), so that a study plans one job per run.
+if (
+    not LOCAL_WORKFLOW
+):  # from git: evaluate.py cached beside the package, where train.py looks
+    workflow.source_path("../scripts/evaluate.py")
+
+
+use rule train as train_study with:
+    input:
+        data="results/{dataset}/data.h5",
+        promotion=TRAIN_PROMOTION,
+        code=package_sources("train.py", "evaluate.py"),
+    output:
+        **rules.train.output,
+        **rules.evaluate.output,
+    log:
+        train="logs/{dataset}/{family}/{run}/train.log",
+        evaluate="logs/{dataset}/{family}/{run}/evaluate.log",
+    wildcard_constraints:
+        family=STUDY_FAMILIES,

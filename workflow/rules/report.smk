@@ -1,11 +1,14 @@
+# A study's runs come in through its aggregate, which waits for every one of them (and
+# reruns when one does): listing their four files each here too cost a second of planning
+# per thousand runs. The script reads each run's files from its folder (params runs).
 rule report:
     input:
-        metrics=lambda wildcards: run_outputs(wildcards.dataset, "metrics.json"),
-        history=lambda wildcards: run_outputs(wildcards.dataset, "history.csv"),
-        confusion=lambda wildcards: run_outputs(
+        metrics=lambda wildcards: single_run_outputs(wildcards.dataset, "metrics.json"),
+        history=lambda wildcards: single_run_outputs(wildcards.dataset, "history.csv"),
+        confusion=lambda wildcards: single_run_outputs(
             wildcards.dataset, "confusion_matrix.png"
         ),
-        misclassified=lambda wildcards: run_outputs(
+        misclassified=lambda wildcards: single_run_outputs(
             wildcards.dataset, "misclassified.png"
         ),
         code=package_sources("report.py"),

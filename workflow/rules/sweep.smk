@@ -33,6 +33,27 @@ if not config["sweep"]["group"]:
     STUDY_GROUP = None  # one job each, e.g. for SLURM arrays (docs/sweeps.md)
 
 
+def families_pattern(families):
+    """A wildcard constraint matching exactly these families ("none", a name no family has,
+    when there are none)."""
+    return "|".join(sorted(families)) or "none"
+
+
+# A study run trains and evaluates in one job, train_study in evaluate.smk. Snakemake's
+# planning costs about a millisecond per job, so a study of N runs plans N jobs instead of
+# 2N. The families tell the rules apart: train and evaluate take the families not swept.
+# Not in the container (--sdm apptainer): its image has no matplotlib for the evaluation's
+# figures (docs/containers.md), so there a study run stays a train and an evaluate job.
+FOLDED_STUDY = bool(SWEEP) and not containers.wanted(workflow.deployment_settings)
+STUDY_FAMILIES = families_pattern(SWEPT_FAMILIES if FOLDED_STUDY else ())
+SINGLE_FAMILIES = families_pattern(
+    set(RUNS) - (SWEPT_FAMILIES if FOLDED_STUDY else set())
+)
+STUDY_RULES = ["train_study" if FOLDED_STUDY else "train"]
+STUDY_RULES += [] if FOLDED_STUDY else ["evaluate"]
+STUDY_RULES += ["train_rung"]  # successive halving's rungs
+
+
 def sweep_outputs(dataset):
     """The aggregate's files, keyed by name; empty without a study."""
     if not SWEEP:

@@ -12,6 +12,8 @@ rule train:
         "logs/{dataset}/{family}/{run}/train.log",
     benchmark:
         "benchmarks/{dataset}/{family}/{run}/train.tsv"
+    wildcard_constraints:
+        family=SINGLE_FAMILIES,
     group:
         STUDY_GROUP
     conda:

@@ -1,24 +1,22 @@
 """Snakemake script: the HTML report comparing all runs (see mnistflow.report)."""
 
+from pathlib import Path
+
 from mnistflow import report, runtime
 
 runtime.log_to(snakemake.log[0])
+# Each run's files in its folder: a single run's are this job's inputs, a study's come in
+# through the study's aggregate (workflow/rules/report.smk).
+results = Path("results", snakemake.wildcards.dataset)
 runs = [
     {
         "run": run,
-        "metrics": metrics,
-        "history": history,
-        "confusion_png": confusion,
-        "misclassified_png": misclassified,
+        "metrics": results / run / "metrics.json",
+        "history": results / run / "history.csv",
+        "confusion_png": results / run / "confusion_matrix.png",
+        "misclassified_png": results / run / "misclassified.png",
     }
-    for run, metrics, history, confusion, misclassified in zip(
-        snakemake.params.runs,
-        snakemake.input.metrics,
-        snakemake.input.history,
-        snakemake.input.confusion,
-        snakemake.input.misclassified,
-        strict=True,
-    )
+    for run in snakemake.params.runs
 ]
 report.build_report(
     runs,

@@ -45,6 +45,30 @@ arguments = dict(
     tensorboard=str(Path(tensorboard["directory"], run_path)) if tensorboard["enabled"] else None,
 )
 
+
+def evaluate_if_study_run():
+    """A study run's job (rule train_study, workflow/rules/evaluate.smk) evaluates the run
+    too: evaluate.py, as the evaluate rule runs it, with the evaluate log and the predictions
+    this training wrote. The script lies beside the package (workflow/rules/deployment.smk)."""
+    if "evaluate" not in snakemake.log.keys():
+        return
+    import runpy
+    from types import SimpleNamespace
+
+    import mnistflow
+    from mnistflow import datasets
+
+    step = SimpleNamespace(**vars(snakemake))
+    step.input = SimpleNamespace(data=snakemake.input.data, predictions=outputs.predictions)
+    step.params = SimpleNamespace(
+        hyperparameters=hyperparameters,
+        class_names=datasets.get_dataset(wildcards.dataset).class_names,
+    )
+    step.log = [snakemake.log.evaluate]
+    script = Path(mnistflow.__file__).resolve().parents[1] / "evaluate.py"
+    runpy.run_path(str(script), init_globals={"snakemake": step}, run_name="__main__")
+
+
 if spread["mode"] == "processes":
     from mnistflow import launch, worker
 
@@ -70,6 +94,7 @@ if spread["mode"] == "processes":
     )
     if code == 0:
         args_file.unlink(missing_ok=True)
+        evaluate_if_study_run()
     sys.exit(code)
 
 runtime.configure(
@@ -88,3 +113,4 @@ except stopping.Stopped as stop:
     sys.exit(stop.exit_code)
 except (numerics.NonFiniteTraining, preprocess.DataFileError) as error:
     sys.exit(f"ERROR: {error}")  # the message is the whole story: no traceback
+evaluate_if_study_run()

@@ -312,7 +312,12 @@ WRAP_UNSAFE = re.compile(r"[$`\"\\]")
 
 
 def array_job_errors(
-    array_rules: set[str], grouped: bool, jobs: int | None, runs: int, config_args=()
+    array_rules: set[str],
+    grouped: bool,
+    jobs: int | None,
+    runs: int,
+    config_args=(),
+    study_rules=("train_study", "train_rung"),
 ) -> list[str]:
     """What keeps a study's trainings from going out as SLURM job arrays, with the fix.
 
@@ -323,11 +328,19 @@ def array_job_errors(
     runs, every wave holds all of a rule's ready jobs. An array's job command goes through
     sbatch --wrap="..." (profiles/slurm: the plugin's script mode breaks arrays), where a
     ``--config`` value (``config_args``) with $, `, " or a backslash is expanded or cut.
+    ``study_rules``: the rules of the study's jobs (workflow/rules/sweep.smk, STUDY_RULES).
     """
-    wanted = "all" in array_rules or bool({"train", "train_rung", "evaluate"} & array_rules)
+    training_rules = {"train_study", "train_rung", "train", "evaluate"}
+    wanted = "all" in array_rules or bool(training_rules & array_rules)
     if not wanted or runs == 0:
         return []
     lines = []
+    if "all" not in array_rules and not set(study_rules) & array_rules:
+        lines.append(
+            f"  --slurm-array-jobs {','.join(sorted(array_rules))}: the study's runs are jobs "
+            f"of {', '.join(study_rules)} (train and evaluate run the runs outside the "
+            "study); name those"
+        )
     if grouped:
         lines.append(
             "  sweep.group: job arrays take ungrouped jobs only (the plugin submits group jobs "
