@@ -12,7 +12,9 @@ import pytest
 
 from mnistflow.idx import encode_idx
 
-pytest_plugins = ["http_mirror", "resumecheck", "longest_first"]
+# longest_first (tests/longest_first.py) is opt-in, `-p longest_first`: the one full run with
+# it on took 36 min against 28-29 min without, and met two tests' races (closing note, issue 24).
+pytest_plugins = ["http_mirror", "resumecheck"]
 
 REPO = Path(__file__).resolve().parents[1]
 # The scratch copy of the workflow lives beside the benchmarks, which run without the tests.

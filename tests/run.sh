@@ -64,7 +64,7 @@ snakemake --directory .test --lint
 
 echo "== pytest"
 # Four workers on two cores: the scheduler tests mostly wait for their jobs, so files run side
-# by side (one file per worker: module fixtures, such as a trained model, are built once), the
-# longest first (tests/longest_first.py).
+# by side (one file per worker: module fixtures, such as a trained model, are built once);
+# `-p longest_first` starts the longest files first (tests/longest_first.py; opt-in).
 # Options go to pytest: `bash tests/run.sh -m "not slow"` is the fast subset (README.md).
 python3 -m pytest -ra --durations=15 -n "${TEST_WORKERS:-4}" --dist loadfile "$@"
