@@ -75,10 +75,10 @@ def hyperparameters(wildcards):
 # every mnistflow module it imports, directly or through each other (mnistflow.sources reads
 # the import statements), rewritten when Snakemake reads the workflow and one of them changed.
 # One input per job instead of the ~25 modules: Snakemake's planning pays for every input of
-# every job (its DAG building is slow for big workflows, snakemake issue 1575, open), a sixth
-# of the CPU time of planning a 1,000-run study (docs/sweeps.md). A new rule needs only that
-# line; tests/test_sources.py fails for a rule with a script but without it, or with another
-# script's name.
+# every job (its DAG building is slow for big workflows, snakemake issue 1575, open): 16 to
+# 20 % of the CPU time of planning a 1,000-run study (docs/sweeps.md). A new rule needs only
+# that line; tests/test_sources.py fails for a rule with a script but without it, or with
+# another script's name.
 def code_stamp(script, *more_scripts):
     """The step's code stamp, as its input: editing its script or a module the script runs
     reruns the step (Snakemake also tracks the rule's own script). ``more_scripts``: other
