@@ -10,6 +10,7 @@ what a user deploying from GitHub gets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -89,11 +90,14 @@ def test_snakedeploy_deployment_runs_the_sample_as_a_module(hosted_repo, tmp_pat
         assert metrics["test_accuracy"] > 0.3, metrics["test_accuracy"]  # chance is 0.1
         assert (deployment / "logs" / "mnist-sample" / family / "default" / "train.log").exists()
     assert "Nothing to be done" in run(snakemake, deployment, env)
+    assert not (deployment / ".snakemake" / "mnistflow-code").exists()  # the tag pins the code
 
 
 def test_run_from_a_checkout_the_steps_depend_on_the_packages_modules(workflow_dir):
-    """Locally, package_sources() names the checkout's modules: editing one reruns its steps."""
+    """Locally, code_stamp() covers the checkout's modules: editing one reruns its steps."""
     out = snakemake(workflow_dir, "-n", "--config", "dataset=mnist-sample").stdout
     train = next(block for block in out.split("\n\n") if "rule train:" in block)
+    assert ".snakemake/mnistflow-code/train.sha256" in train
     models = workflow_dir / "workflow" / "scripts" / "mnistflow" / "models.py"
-    assert str(models) in train
+    stamp = (workflow_dir / ".snakemake" / "mnistflow-code" / "train.sha256").read_text()
+    assert f"{hashlib.sha256(models.read_bytes()).hexdigest()}  mnistflow/models.py" in stamp

@@ -124,7 +124,7 @@ def test_stale_only_reruns(finished_run):
     assert planned_jobs(finished_run) == []
 
     # A package module is an input of every step whose script imports it, at any depth
-    # (package_sources): evaluate's script imports evaluation, train's does not.
+    # (code_stamp): evaluate's script imports evaluation, train's does not.
     evaluation = finished_run / "workflow" / "scripts" / "mnistflow" / "evaluation.py"
     evaluation.write_text(evaluation.read_text() + "\n# an edit\n")
     assert planned_jobs(finished_run) == ["evaluate mlp", "evaluate softmax", "report"]

@@ -9,7 +9,7 @@ rule aggregate_sweep:
         metrics=lambda wildcards: sweep_run_outputs(wildcards.dataset, "metrics.json"),
         history=lambda wildcards: sweep_run_outputs(wildcards.dataset, "history.csv"),
         halving=lambda wildcards: halving_decisions(wildcards.dataset),
-        code=package_sources("aggregate.py"),
+        code=code_stamp("aggregate.py"),
     output:
         settings="results/{dataset}/sweep/settings.csv",
         runs="results/{dataset}/sweep/runs.csv",

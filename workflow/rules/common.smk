@@ -68,31 +68,39 @@ def hyperparameters(wildcards):
     return settings.run_hyperparameters(RUNS, wildcards.family, wildcards.run)
 
 
-# What makes a step rerun when the package changes: every rule with a script names it again
-# in its inputs, `code=package_sources("<the script>.py")`, and gets as inputs the mnistflow
-# modules the script imports, directly or through each other (mnistflow.sources reads the
-# import statements). A new rule needs only that line; tests/test_sources.py fails for a
-# rule with a script but without it, or with another script's name.
-def package_sources(script, *more_scripts):
-    """Modules a step's script runs, as inputs: editing one reruns the step (Snakemake tracks
-    the script itself). ``more_scripts``: other scripts the step runs (rule train_study).
+# What makes a step rerun when the code it runs changes: every rule with a script names it
+# again in its inputs, `code=code_stamp("<the script>.py")`. That input is one file,
+# .snakemake/mnistflow-code/<script>.sha256 (beside Snakemake's own records, so that a run
+# refused before any job leaves no results/ or resources/): the sha256 of the script and of
+# every mnistflow module it imports, directly or through each other (mnistflow.sources reads
+# the import statements), rewritten when Snakemake reads the workflow and one of them changed.
+# One input per job instead of the ~25 modules: Snakemake's planning pays for every input of
+# every job (its DAG building is slow for big workflows, snakemake issue 1575, open): 16 to
+# 20 % of the CPU time of planning a 1,000-run study (docs/sweeps.md). A new rule needs only
+# that line; tests/test_sources.py fails for a rule with a script but without it, or with
+# another script's name.
+def code_stamp(script, *more_scripts):
+    """The step's code stamp, as its input: editing its script or a module the script runs
+    reruns the step (Snakemake also tracks the rule's own script). ``more_scripts``: other
+    scripts the step runs (rule train_study runs evaluate.py after train.py).
 
     None for a workflow read from git: its tag pins the code, and the cached copies' paths
     change with every run for a branch, which would rerun every step.
     """
     if not LOCAL_WORKFLOW:
         return []
-    files = set()
-    for name in (script, *more_scripts):
-        if not (PACKAGE_DIR / name).is_file():
+    scripts = [PACKAGE_DIR / name for name in (script, *more_scripts)]
+    for path in scripts:
+        if not path.is_file():
             raise WorkflowError(
-                f"package_sources({name!r}): no such script in {PACKAGE_DIR}; name the "
-                'rule\'s script: file, e.g. package_sources("train.py")'
+                f"code_stamp({path.name!r}): no such script in {PACKAGE_DIR}; name the "
+                'rule\'s script: file, e.g. code_stamp("train.py")'
             )
-        files.update(
-            sources.module_files(PACKAGE_DIR / name, PACKAGE_DIR / "mnistflow")
-        )
-    return sorted(str(path) for path in files)  # once each: every input costs plan time
+    name = "+".join(path.stem for path in scripts)
+    stamp = sources.write_code_stamp(
+        f".snakemake/mnistflow-code/{name}.sha256", scripts, PACKAGE_DIR / "mnistflow"
+    )
+    return str(stamp)
 
 
 def single_run_outputs(dataset, name):

@@ -5,7 +5,7 @@ localrules:
 
 rule download:
     input:
-        code=package_sources("download.py"),
+        code=code_stamp("download.py"),
     output:
         # update(): Snakemake does not delete the files before the job runs (nor after it
         # fails), so verified data survives a failed attempt to fetch it again; the script

@@ -2,7 +2,7 @@ rule evaluate:
     input:
         data="results/{dataset}/data.h5",
         predictions="results/{dataset}/{family}/{run}/predictions.npz",
-        code=package_sources("evaluate.py"),
+        code=code_stamp("evaluate.py"),
     output:
         metrics="results/{dataset}/{family}/{run}/metrics.json",
         confusion=report(
@@ -54,7 +54,7 @@ use rule train as train_study with:
     input:
         data="results/{dataset}/data.h5",
         promotion=TRAIN_PROMOTION,
-        code=package_sources("train.py", "evaluate.py"),
+        code=code_stamp("train.py", "evaluate.py"),
     output:
         **rules.train.output,
         **rules.evaluate.output,

@@ -2,7 +2,7 @@
 rule export:
     input:
         model="results/{dataset}/{family}/{run}/model.keras",
-        code=package_sources("export.py"),
+        code=code_stamp("export.py"),
     output:
         directory("results/{dataset}/{family}/{run}/saved_model"),
     log:

@@ -13,7 +13,7 @@ rule train_rung:
         promotion=lambda wildcards: previous_decision(
             wildcards.dataset, wildcards.family, wildcards.epochs
         ),
-        code=package_sources("train.py"),
+        code=code_stamp("train.py"),
     output:
         history="results/{dataset}/{family}/{run}/rung-{epochs}.csv",
     log:
@@ -55,7 +55,7 @@ checkpoint select_rung:
                 wildcards.dataset, wildcards.family, wildcards.epochs
             )
         ],
-        code=package_sources("select_rung.py"),
+        code=code_stamp("select_rung.py"),
     output:
         "results/{dataset}/sweep/halving/{family}/rung-{epochs}.json",
     log:

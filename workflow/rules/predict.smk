@@ -12,7 +12,7 @@ rule predict_images:
     input:
         model="results/{dataset}/{family}/{run}/model.keras",
         images=lambda wildcards: predict.source(config, wildcards.name),
-        code=package_sources("predict.py"),
+        code=code_stamp("predict.py"),
     output:
         "results/{dataset}/{family}/{run}/predicted/{name}.csv",
     log:

@@ -1,7 +1,7 @@
 rule preprocess:
     input:
         unpack(lambda wildcards: raw_files(wildcards.dataset)),
-        code=package_sources("preprocess.py"),
+        code=code_stamp("preprocess.py"),
     output:
         "results/{dataset}/data.h5",
     log:

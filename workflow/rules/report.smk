@@ -11,7 +11,7 @@ rule report:
         misclassified=lambda wildcards: single_run_outputs(
             wildcards.dataset, "misclassified.png"
         ),
-        code=package_sources("report.py"),
+        code=code_stamp("report.py"),
         sweep=lambda wildcards: list(sweep_outputs(wildcards.dataset).values()),
     output:
         html=report(

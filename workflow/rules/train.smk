@@ -2,7 +2,7 @@ rule train:
     input:
         data="results/{dataset}/data.h5",
         promotion=TRAIN_PROMOTION,  # successive halving: after the last rung's decision
-        code=package_sources("train.py"),
+        code=code_stamp("train.py"),
     output:
         param="results/{dataset}/{family}/{run}/param.hdf5",
         model="results/{dataset}/{family}/{run}/model.keras",

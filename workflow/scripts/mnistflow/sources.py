@@ -1,19 +1,24 @@
 """Which of the package's modules a script or module uses, read from its import statements.
 
-What makes a step rerun (the rules' ``package_sources``, workflow/rules/common.smk) and what a
-checkpoint's code fingerprint covers (``training.CODE``) are derived here rather than listed
-by hand: every ``from mnistflow import x``, ``from mnistflow.x import y``, ``import
-mnistflow.x`` and relative import, anywhere in the file (inside functions too: a step may
-load a module only on some path), followed through the modules they name.
-Standard library only, and nothing is imported: the import statements are parsed (ast).
+What makes a step rerun (the rules' ``code_stamp``, workflow/rules/common.smk, written by
+``write_code_stamp``) and what a checkpoint's code fingerprint covers (``training.CODE``) are
+derived here rather than listed by hand: every ``from mnistflow import x``, ``from
+mnistflow.x import y``, ``import mnistflow.x`` and relative import, anywhere in the file
+(inside functions too: a step may load a module only on some path), followed through the
+modules they name. Standard library only (and the package's atomic), and nothing is imported
+from the files read: the import statements are parsed (ast).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import os
 import re
 from pathlib import Path
+
+from mnistflow import atomic
 
 PACKAGE = "mnistflow"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -88,3 +93,42 @@ def module_files(path: str | Path, package_dir: str | Path = PACKAGE_DIR) -> lis
     runs of the package."""
     package_dir = Path(package_dir)
     return [package_dir / f"{name}.py" for name in modules_used(path, package_dir)]
+
+
+def code_files(scripts, package_dir: str | Path = PACKAGE_DIR) -> list[Path]:
+    """The scripts and every package module they run, once each, sorted."""
+    files = {Path(script) for script in scripts}
+    for script in scripts:
+        files.update(module_files(script, package_dir))
+    return sorted(files)
+
+
+def write_code_stamp(stamp: str | Path, scripts, package_dir: str | Path = PACKAGE_DIR) -> Path:
+    """Write ``stamp``: a line ``<sha256>  <path>`` for each of ``code_files(scripts)``, paths
+    relative to the scripts' folder. Rewritten (atomically) only when a line changes, so it is
+    newer than a step's outputs exactly when the code the step runs changed since they were
+    made; a file touched or checked out again unchanged leaves it alone.
+
+    A stamp written anew (none there: a fresh working directory, or .snakemake deleted) takes
+    the newest covered file's modification time: with no record of the code the outputs were
+    made with, those times decide, as they would for the files themselves as inputs.
+    """
+    stamp, package_dir = Path(stamp), Path(package_dir)
+    files = code_files(scripts, package_dir)
+    base = package_dir.resolve().parent
+    text = "".join(
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  "
+        f"{path.resolve().relative_to(base).as_posix()}\n"
+        for path in files
+    )
+    if stamp.is_file():
+        if stamp.read_text() == text:
+            return stamp
+        newest = None  # changed code: now
+    else:
+        newest = max(path.stat().st_mtime_ns for path in files)
+    with atomic.atomic_path(stamp) as tmp:
+        tmp.write_text(text)
+        if newest is not None:
+            os.utime(tmp, ns=(newest, newest))
+    return stamp
