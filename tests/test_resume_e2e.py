@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,16 +19,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import snakemake
+from eventscheck import assert_events_match_history
+from mnistflow import checkpoint
 from resumecheck import (
+    CHECKPOINTS,
     RUN,
     SHORT_CONFIG,
     SHORT_EPOCHS,
     TARGET,
     TRAIN_LOG,
     assert_resumed_as_uninterrupted,
+    assert_same_weights,
     checkpointed,
     read,
     short_workdir,
@@ -159,3 +165,45 @@ def test_jax_backend_sigkill_then_the_same_command_resumes(tmp_path, jax_referen
     snakemake(work, "--unlock")
     snakemake(work, TARGET)
     assert_resumed_as_uninterrupted(work, jax_reference.result(), RUN, EPOCHS)
+
+
+def test_a_job_killed_after_its_training_writes_its_outputs_from_the_final_checkpoint(tmp_path):
+    """A job killed between the end of its training and Snakemake seeing it succeed (at a time
+    limit, while the job's Snakemake stores its outputs) leaves the training's final checkpoint,
+    and Snakemake removes the job's outputs. The same command then writes them from it, the same
+    files, without training; the clean-up on success (onsuccess) then removes the checkpoint.
+
+    The first run goes without Snakemake's hooks (--no-hooks), so that its final checkpoint stays
+    as after such a kill; its outputs are then removed as Snakemake removes a failed job's.
+    """
+    hp = {**SHORT_CONFIG["hyperparameters"]["cnn"], "epochs": 3}
+    config = {**SHORT_CONFIG, "hyperparameters": {"cnn": hp}}
+    del config["checkpoint"]  # the defaults
+    work = short_workdir(tmp_path / "work", config)
+    snakemake(work, "--no-hooks", TARGET)
+    outputs, first = work / "results" / RUN, tmp_path / "first"
+    shutil.copytree(outputs, first)
+    first_log = read(work / TRAIN_LOG)
+    assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
+    for name in ("param.hdf5", "model.keras", "history.csv", "predictions.npz"):
+        (outputs / name).unlink()
+
+    snakemake(work, TARGET)
+    log = read(work / TRAIN_LOG)
+    assert re.search(
+        r"^cnn/default had finished its 3 epochs: writing its outputs from the final checkpoint "
+        r"\(written ",
+        log,
+        re.M,
+    ), log
+    assert "Resuming" not in log
+    # No epoch trained: the finished run's epoch lines and history, their seconds too.
+    epochs = re.findall(r"^Epoch \d+/3 - .*$", log, re.M)
+    assert epochs == re.findall(r"^Epoch \d+/3 - .*$", first_log, re.M) and len(epochs) == 3
+    assert (outputs / "history.csv").read_text() == (first / "history.csv").read_text()
+    assert_same_weights(outputs / "param.hdf5", first / "param.hdf5")
+    with np.load(outputs / "predictions.npz") as now, np.load(first / "predictions.npz") as then:
+        np.testing.assert_array_equal(now["probabilities"], then["probabilities"])
+    assert not (work / ".checkpoints").exists(), "removed once Snakemake saw the job succeed"
+    # TensorBoard: each epoch once, and the test summary once (written again, not twice).
+    assert_events_match_history(work / "logs" / "tensorboard" / RUN, outputs / "history.csv")
