@@ -254,7 +254,15 @@ def assert_resumed_as_uninterrupted(work: Path, reference: Path, run: str, epoch
     """``work``'s run resumed once, logs every epoch once, and has ``reference``'s weights."""
     family = run.split("/")[1]
     log = (work / "logs" / run / "train.log").read_text()
-    resumed = re.findall(rf"^Resuming {family}/default from epoch \d+, step \d+ ", log, re.M)
+    # Resumed mid-run, or, where the attempt that finished the training was killed before the
+    # scheduler saw it succeed (SLURM's job 254: trained at 1:57 of its 2:00), from the final
+    # checkpoint: its log then holds the finished run's epoch lines.
+    resumed = re.findall(
+        rf"^(?:Resuming {family}/default from epoch \d+, step \d+ |{family}/default had "
+        rf"finished its {epochs} epochs: writing its outputs from the final checkpoint )",
+        log,
+        re.M,
+    )
     assert len(resumed) == 1, log
     logged = re.findall(rf"^Epoch (\d+)/{epochs} - ", log, re.M)
     assert logged == [str(e) for e in range(1, epochs + 1)], log

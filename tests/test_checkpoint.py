@@ -55,7 +55,7 @@ def sigterm_at(step: int):
     return SigtermAt()
 
 
-def train(data, family, hp, out, checkpoints=None, stop_at=None, **options):
+def train(data, family, hp, out, checkpoints=None, stop_at=None, callbacks=(), **options):
     """One training as the workflow runs it (seeded, deterministic ops); returns rows, log."""
     import keras
 
@@ -77,7 +77,7 @@ def train(data, family, hp, out, checkpoints=None, stop_at=None, **options):
         history=out / "history.csv",
         log=lines.append,
         checkpoints=checkpoints,
-        callbacks=(sigterm_at(stop_at),) if stop_at else (),
+        callbacks=(*callbacks, *((sigterm_at(stop_at),) if stop_at else ())),
         **options,
     )
     return rows, lines
@@ -117,7 +117,7 @@ def reference(data, family, hp, tmp_path_factory):
     if key not in _references:
         out = tmp_path_factory.mktemp(f"reference-{family}")
         rows, lines = train(data, family, hp, out, checkpoints=out / "ckpt")
-        assert not (out / "ckpt").exists(), "checkpoints are removed after success"
+        assert_final(out / "ckpt")
         _references[key] = out, rows, lines
     return _references[key]
 
@@ -130,8 +130,15 @@ def stop_then_resume(data, family, hp, out, stop_at, **options):
     assert not (out / "param.hdf5").exists()
     saved = sorted(p.name for p in checkpoints.iterdir())
     rows, lines = train(data, family, hp, out, checkpoints, **options)
-    assert not checkpoints.exists(), "checkpoints are removed after success"
+    assert_final(checkpoints)
     return saved, rows, lines
+
+
+def assert_final(checkpoints) -> None:
+    """A finished run keeps its final state, marked complete (the workflow's onsuccess removes
+    it: checkpoint.remove_finished)."""
+    newest = max(checkpoints.glob("checkpoint-*.npz"))
+    assert checkpoint.is_complete(newest), newest
 
 
 @pytest.mark.parametrize("averaging", [0.0, 0.9], ids=["plain", "averaged"])
@@ -152,6 +159,89 @@ def test_resume_mid_epoch_is_bit_identical(data, tmp_path, tmp_path_factory, fam
     assert epoch_lines(lines) == epoch_lines(ref_lines)  # every epoch logged exactly once
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history] == ["epoch", "1", "2"]
+
+
+def batch_counter():
+    import keras
+
+    class BatchCounter(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+    return BatchCounter()
+
+
+@pytest.mark.parametrize("averaging", [0.0, 0.9], ids=["plain", "averaged"])
+def test_a_finished_run_whose_outputs_are_gone_writes_them_from_its_final_checkpoint(
+    data, tmp_path, averaging
+):
+    """A job killed after its training, before Snakemake saw it succeed: Snakemake removes its
+    outputs, and the retry writes the same ones again without training. With weight averaging
+    the final state holds the averaged weights, which fit() swaps in only at its very end."""
+    hp = {**HP["cnn"], "ema_momentum": averaging}
+    checkpoints, first, again = tmp_path / "ckpt", tmp_path / "first", tmp_path / "again"
+    rows, lines = train(
+        data, "cnn", hp, first, checkpoints, predictions_npz=first / "predictions.npz"
+    )
+    counter = batch_counter()
+    # `again` holds none of the outputs, as Snakemake leaves a failed job's
+    rows_again, lines_again = train(
+        data,
+        "cnn",
+        hp,
+        again,
+        checkpoints,
+        callbacks=(counter,),
+        predictions_npz=again / "predictions.npz",
+    )
+    assert counter.batches == 0, "no batch trained again"
+    finished = [line for line in lines_again if "final checkpoint" in line]
+    assert len(finished) == 1 and finished[0].startswith(
+        "cnn/default had finished its 2 epochs: writing its outputs from the final checkpoint "
+        "(written "
+    ), lines_again
+    assert not [line for line in lines_again if line.startswith("Resuming ")]
+    # every epoch logged once, as the finished run logged it (its seconds too)
+    assert [line for line in lines_again if line.startswith("Epoch ")] == [
+        line for line in lines if line.startswith("Epoch ")
+    ]
+    assert rows_again == rows
+    assert (again / "history.csv").read_text() == (first / "history.csv").read_text()
+    assert_same_weights(first / "param.hdf5", again / "param.hdf5")
+    with np.load(first / "predictions.npz") as before, np.load(again / "predictions.npz") as now:
+        np.testing.assert_array_equal(now["probabilities"], before["probabilities"])
+        assert str(now["about"]) == str(before["about"])
+    assert_final(checkpoints)  # still there for a further retry
+
+
+def test_remove_finished_clears_only_complete_runs_whose_outputs_exist(tmp_path):
+    root = tmp_path / "ckpt"
+    variables = {"model": [np.ones(3, np.float32)], "optimizer": [np.zeros(1, np.int64)]}
+
+    def save(run: str, complete: bool) -> checkpoint.Store:
+        store = checkpoint.Store(root / "mnist" / "cnn" / run, {"data": "x"}, print, root=root)
+        store.save(checkpoint.State(2, 0, 250, complete=complete, variables=variables))
+        return store
+
+    save("done", complete=True)
+    save("outputs-gone", complete=True)  # killed before Snakemake saw it succeed
+    save("rung", complete=False)  # a successive-halving rung, or a training to resume
+    torn = save("torn", complete=True).files()[0]
+    torn.write_bytes(torn.read_bytes()[:100])
+    (root / "notes.txt").write_text("the user's own file\n")
+
+    def outputs_exist(run):
+        return run.name != "outputs-gone"
+
+    cleared = checkpoint.remove_finished(root, outputs_exist)
+    assert cleared == [root / "mnist" / "cnn" / "done"]
+    assert not cleared[0].exists()
+    left = sorted(p.parent.name for p in root.glob("**/checkpoint-*.npz"))
+    assert left == ["outputs-gone", "rung", "torn"]
+    assert (root / "notes.txt").exists()
+    assert checkpoint.remove_finished(tmp_path / "none", outputs_exist) == []
 
 
 def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(data, tmp_path, tmp_path_factory):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import snakemake
+from mnistflow import checkpoint
 from resumecheck import (
+    CHECKPOINTS,
     RUN,
     SHORT_CONFIG,
     SHORT_EPOCHS,
@@ -159,3 +163,58 @@ def test_jax_backend_sigkill_then_the_same_command_resumes(tmp_path, jax_referen
     snakemake(work, "--unlock")
     snakemake(work, TARGET)
     assert_resumed_as_uninterrupted(work, jax_reference.result(), RUN, EPOCHS)
+
+
+JAX = {"compute": {"backend": "jax"}}
+# Only process 0 writes the outputs and the final checkpoint; every process reads it.
+TWO_PROCESSES = {**JAX, "distribution": {"mode": "processes", "processes": 2}}
+
+
+@pytest.mark.parametrize(
+    "compute", [{}, JAX, TWO_PROCESSES], ids=["tensorflow", "jax", "2-processes"]
+)
+def test_a_job_killed_after_its_training_writes_its_outputs_from_the_final_checkpoint(
+    tmp_path, compute
+):
+    """A job killed between the end of its training and Snakemake seeing it succeed (at a time
+    limit, while the job's Snakemake stores its outputs) leaves the training's final checkpoint,
+    and Snakemake removes the job's outputs. The same command then writes them from it, the same
+    files, without training; the clean-up on success (onsuccess) then removes the checkpoint.
+
+    The first run goes without Snakemake's hooks (--no-hooks), so that its final checkpoint stays
+    as after such a kill; its outputs are then removed as Snakemake removes a failed job's.
+    """
+    hp = {**SHORT_CONFIG["hyperparameters"]["cnn"], "epochs": 3}
+    config = {**SHORT_CONFIG, "hyperparameters": {"cnn": hp}, **compute}
+    del config["checkpoint"]  # the defaults
+    work = short_workdir(tmp_path / "work", config)
+    snakemake(work, "--no-hooks", TARGET)
+    outputs, first = work / "results" / RUN, tmp_path / "first" / "results" / RUN
+    shutil.copytree(outputs, first)
+    first_log = read(work / TRAIN_LOG)
+    assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
+    for name in ("param.hdf5", "model.keras", "history.csv", "predictions.npz"):
+        (outputs / name).unlink()
+    # Another run that succeeds (its onsuccess clean-up runs) keeps it: the outputs are missing.
+    snakemake(work, "results/mnist-sample/data.h5", "--forcerun", "preprocess")
+    assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
+
+    snakemake(work, TARGET)
+    log = read(work / TRAIN_LOG)
+    assert re.search(
+        r"^cnn/default had finished its 3 epochs: writing its outputs from the final checkpoint "
+        r"\(written ",
+        log,
+        re.M,
+    ), log
+    assert "Resuming" not in log
+    assert ("distribution: 2 processes x 1 device (jax, cpu)" in log) == ("distribution" in compute)
+    # No epoch trained: the finished run's epoch lines and history, their seconds too.
+    epochs = re.findall(r"^Epoch \d+/3 - .*$", log, re.M)
+    assert epochs == re.findall(r"^Epoch \d+/3 - .*$", first_log, re.M) and len(epochs) == 3
+    assert (outputs / "history.csv").read_text() == (first / "history.csv").read_text()
+    with np.load(outputs / "predictions.npz") as now, np.load(first / "predictions.npz") as then:
+        np.testing.assert_array_equal(now["probabilities"], then["probabilities"])
+    # The first run's weights; every epoch logged once; the checkpoint removed once Snakemake saw
+    # the job succeed; TensorBoard: each epoch once, and the test summary once (written again).
+    assert_resumed_as_uninterrupted(work, tmp_path / "first", RUN, 3)

@@ -232,3 +232,19 @@ def test_a_fresh_start_replaces_an_earlier_trainings_files(tmp_path):
     from eventscheck import read_scalars
 
     assert [s for s, _ in read_scalars(resumed)["validation"]["epoch_loss"]] == [1, 2]
+
+
+def test_a_test_summary_written_again_replaces_the_earlier_one(tmp_path):
+    """A job killed after its outputs, before Snakemake saw it succeed: the retry writes them
+    again from the final checkpoint (mnistflow.training), and the test summary once more."""
+    from eventscheck import read_scalars
+    from mnistflow import summaries
+
+    rates = summaries.learning_rates(0.001, 10)
+    labels = np.arange(10)
+    for first_epoch, right in ((0, 10), (2, 9)):  # the finished attempt, then the retry
+        events = summaries.start(tmp_path, first_epoch, [], rates)
+        summaries.write_test(events, 2, np.eye(10)[(labels + (labels >= right)) % 10], labels)
+        events.close()
+    assert read_scalars(tmp_path)["test"]["epoch_accuracy"] == [(2, float(np.float32(0.9)))]
+    assert len(event_files(tmp_path)) == 1

@@ -1,9 +1,11 @@
 # Configuration, and the input functions the rules share. The package is importable
 # (workflow/rules/deployment.smk, included before this file).
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from mnistflow import containers, datasets, distribution_config, settings, sources
+from mnistflow.checkpoint import remove_finished
 
 settings.check_config_files(workflow.configfiles)  # a key given twice
 settings.validate_config(
@@ -43,6 +45,31 @@ onstart:
     # Snakemake would find a missing image only when the first train job runs.
     if containers.wanted(workflow.deployment_settings):
         containers.check(config["container"])
+
+
+onsuccess:
+    # A finished training keeps its final checkpoint until Snakemake has seen its job succeed
+    # (a job killed in between writes its outputs from it on the retry; docs/resume.md). Here,
+    # in the main Snakemake only (jobs run with --no-hooks), every job has succeeded.
+    cleared = remove_finished(
+        config["checkpoint"]["directory"], training_outputs_exist
+    )
+    if cleared:
+        logger.info(
+            f"Removed the final checkpoints of {len(cleared)} finished training(s) "
+            f"from {config['checkpoint']['directory']}"
+        )
+
+
+def training_outputs_exist(run):
+    """Whether rule train's outputs of ``run`` (a Path <dataset>/<family>/<run>) all exist."""
+    if len(run.parts) != 3:
+        return False
+    wildcards = dict(zip(("dataset", "family", "run"), run.parts))
+    return all(
+        Path(str(pattern).format(**wildcards)).exists()
+        for pattern in rules.train.output
+    )
 
 
 DATASET = datasets.get_dataset(config["dataset"])

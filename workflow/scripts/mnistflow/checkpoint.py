@@ -12,6 +12,10 @@ Files are written under a temporary name, synced, then renamed, and the previous
 kept: a save torn by a kill or a crash leaves the older file to fall back on. Each file
 carries the fingerprint of its run (data, family, hyperparameters, training code, Keras
 version and backend); one written for anything else is ignored, with the reason logged.
+
+A finished training saves its final state too, marked complete, and keeps it until Snakemake
+has seen its job succeed (``remove_finished``, the workflow's ``onsuccess``): a job killed in
+between, or whose outputs Snakemake removed, writes them again from it without training.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 
 from mnistflow.atomic import atomic_path
 
-FORMAT = 1
+FORMAT = 2  # 2: the header says whether the run is complete
 KEEP = 2  # the newest file and the one before it
 PREFIX = "checkpoint-"
 
@@ -70,6 +74,7 @@ class State:
     rows: list[dict] = field(default_factory=list)  # history.csv rows of finished epochs
     lines: list[str] = field(default_factory=list)  # their log lines
     written: str = ""  # local time of the save, for the log
+    complete: bool = False  # the run's final state: its outputs' weights, nothing left to train
     variables: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
@@ -136,7 +141,7 @@ class Store:
             "format": FORMAT,
             "fingerprint": self.fingerprint,
             **{k: getattr(state, k) for k in ("epoch", "batch", "step", "epoch_seconds")},
-            **{k: getattr(state, k) for k in ("rows", "lines", "written")},
+            **{k: getattr(state, k) for k in ("rows", "lines", "written", "complete")},
             "counts": {name: len(values) for name, values in state.variables.items()},
         }
         arrays = {"header": np.array(json.dumps(header))}
@@ -180,6 +185,7 @@ class Store:
                             **{k: header[k] for k in ("epoch", "batch", "step")},
                             **{k: header[k] for k in ("epoch_seconds", "rows", "lines")},
                             written=header["written"],
+                            complete=header["complete"],
                             variables=variables,
                         )
             except Exception as error:  # a torn or corrupt file: any error means unusable
@@ -203,3 +209,31 @@ class Store:
             except OSError:
                 break
             parent = parent.parent
+
+
+def is_complete(path: Path) -> bool:
+    """Whether checkpoint ``path`` holds a finished run's final state (reads its header only)."""
+    try:
+        with np.load(path) as npz:
+            header = json.loads(str(npz["header"]))
+    except Exception:  # torn or corrupt: not a final state to rely on
+        return False
+    return header.get("format") == FORMAT and header.get("complete") is True
+
+
+def remove_finished(root: str | Path, finished: Callable[[Path], bool]) -> list[Path]:
+    """Clear the runs under ``root`` whose newest checkpoint is complete and for which
+    ``finished(run folder, relative to root)`` says the outputs exist; returns their folders.
+
+    The workflow's ``onsuccess``: Snakemake has seen every job succeed, so no retry needs a
+    final state any more. The others stay: a training still to resume, a successive-halving
+    rung, a finished one whose outputs are gone (its job was killed before Snakemake saw it
+    succeed, and its next run writes them from the final state).
+    """
+    root, cleared = Path(root), []
+    for directory in sorted({path.parent for path in root.glob(f"**/{PREFIX}*.npz")}):
+        store = Store(directory, {}, print, root=root)
+        if is_complete(store.files()[0]) and finished(directory.relative_to(root)):
+            store.clear()
+            cleared.append(directory)
+    return cleared

@@ -202,7 +202,14 @@ def write_test(
     events: EventFiles, step: int, probabilities: np.ndarray, labels: np.ndarray
 ) -> float:
     """The test set's accuracy and confusion matrix at ``step`` (the last epoch); returns the
-    accuracy (the evaluate step's, from the same probabilities)."""
+    accuracy (the evaluate step's, from the same probabilities).
+
+    They replace an earlier attempt's: one killed after writing them, before Snakemake saw its
+    job succeed, is followed by one that writes them again from the final checkpoint.
+    """
+    if "test" not in events.files:
+        for old in sorted((events.folder / "test").glob("*tfevents*")):
+            old.unlink(missing_ok=True)
     predicted = probabilities.argmax(axis=1)
     classes = probabilities.shape[1]
     matrix = np.bincount(labels.astype(np.int64) * classes + predicted, minlength=classes**2)

@@ -268,8 +268,11 @@ def train(
     With ``checkpoints`` (a directory of this run's own), the training state is saved after
     every ``every_epochs`` epochs and every ``every_minutes`` (0: never), and on the signals
     of ``stopping.SIGNALS``, after which ``stopping.Stopped`` is raised; the next call resumes
-    from the newest checkpoint written for the same data, hyperparameters and code, and
-    removes the checkpoints when the run is complete. ``callbacks`` run first at each step.
+    from the newest checkpoint written for the same data, hyperparameters and code. The final
+    state is saved too, marked complete, before the outputs are written, and kept: a call that
+    finds it writes the outputs from it without training (the job was killed before Snakemake
+    saw it succeed); ``checkpoint.remove_finished`` removes it. ``callbacks`` run first at
+    each step.
 
     ``stop_at_epoch`` (successive halving's rungs, mnistflow.halving): train only up to that
     epoch of the ``hp["epochs"]`` whose schedule the run follows, save a checkpoint there and
@@ -293,7 +296,7 @@ def train(
         run_fingerprint = checkpoint.fingerprint(family, hp, arrays, CODE)
         store = checkpoint.Store(checkpoints, run_fingerprint, log, root=checkpoints_root)
         state = store.load()
-    if state is not None and until <= state.epoch < hp["epochs"]:
+    if state is not None and until <= state.epoch and until < hp["epochs"]:
         log(f"{family}/{run} has trained {state.epoch} epochs: its first {until} are kept")
         if spread.writes:
             write_text(history, history_csv(state.rows[:until]))
@@ -341,9 +344,22 @@ def train(
 
     if spread.active:
         if not spread.writes:
-            return epoch_log.rows  # process 0 writes the outputs and clears the checkpoints
+            return epoch_log.rows  # process 0 writes the outputs and the final checkpoint
         model = undistributed_copy(model, family, hp, steps_per_epoch)
     numerics.check_weights(model, family, run, hp)
+    if store is not None and not (state is not None and state.complete):
+        # Before the outputs, from the weights they hold (with averaging, those fit() swapped
+        # in at its end): a kill from here on loses no training.
+        final = checkpoint.State(
+            epoch=hp["epochs"],
+            batch=0,
+            step=trainer.step(),
+            rows=epoch_log.rows,
+            lines=epoch_log.lines,
+            complete=True,
+            variables=checkpoint.capture(model, with_metrics=False),
+        )
+        store.save(final)
     test = write_outputs(
         model, data, epoch_log.rows, param_hdf5, model_keras, history, predictions_npz
     )
@@ -351,8 +367,6 @@ def train(
         if test is not None:
             summaries.write_test(events, hp["epochs"], *test)
         events.close()
-    if store is not None:
-        store.clear()
     return epoch_log.rows
 
 
@@ -381,15 +395,23 @@ def compiled_model(family: str, hp: dict, arrays: tuple, spread, log) -> tuple[k
 
 
 def resume(model: keras.Model, state: checkpoint.State | None, name: str, log) -> None:
-    """Put a checkpoint's weights and optimizer state back into ``model`` (nothing without one)."""
+    """Put a checkpoint's weights and optimizer state back into ``model`` (nothing without one);
+    a complete one's are those the finished run's outputs were written from."""
     if state is None:
         return
     checkpoint.restore(model.variables, state.variables["model"], "model")
     checkpoint.restore(model.optimizer.variables, state.variables["optimizer"], "optimizer")
-    log(
-        f"Resuming {name} from epoch {state.epoch + 1}, step {state.step} "
-        f"(checkpoint written {state.written.replace('T', ' ')})"
-    )
+    written = state.written.replace("T", " ")
+    if state.complete:  # fit_epochs then has no epoch left to train
+        log(
+            f"{name} had finished its {state.epoch} epochs: writing its outputs from the final "
+            f"checkpoint (written {written})"
+        )
+    else:
+        log(
+            f"Resuming {name} from epoch {state.epoch + 1}, step {state.step} "
+            f"(checkpoint written {written})"
+        )
     for line in state.lines:  # so that the log shows every epoch once
         log(line)
 
