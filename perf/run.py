@@ -8,11 +8,14 @@
 2. No-op: `snakemake -j4` on an up-to-date workflow. Target: < 2 s. For scale, the same on a
    one-rule workflow: Snakemake's own start-up, which no workflow can go below.
 3. CNN: training time until the test accuracy first reaches 99.0% (checked after every epoch),
-   for the keras-io mnist_convnet example and for the workflow's cnn with its default
-   configuration (keras-io seeded 0, 1, 2, ... so that its runs repeat); the epoch each
-   reached it in; and the cnn's final test accuracy. ``--pairs N`` runs N such pairs (seeds
-   0..N-1) and prints each pair and the medians. Targets: ratio <= 0.12, the cnn at 99.0%
-   within its first epoch, accuracy >= 99.3% (the worst of seeds 0-4: perf/seeds.py).
+   for the keras-io mnist_convnet example (one fit() call, as the example fits) and for the
+   workflow's cnn with its default configuration, trained by the pipeline's own train step
+   (``pipeline_fit``: mnistflow.training.train, its epoch order and averaged weights), both
+   on the pipeline's training split (keras-io seeded 0, 1, 2, ... so that its runs repeat);
+   the epoch each reached it in; and the cnn's final test accuracy. ``--pairs N`` runs N
+   such pairs (seeds 0..N-1) and prints each pair and the medians. Targets: ratio <= 0.12,
+   the cnn at 99.0% within its first epoch, accuracy >= 99.3% (the worst of seeds 0-4:
+   perf/seeds.py; the first epoch over seeds: perf/first_epoch.py).
 The table starts with the CPU model (/proc/cpuinfo) and the load average before and after:
 figures from different machines are compared by naming their CPU.
 All runs happen in a scratch copy of the workflow; nothing is written to the repository.
