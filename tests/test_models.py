@@ -158,6 +158,27 @@ def test_shift_fills_with_zeros_at_the_edge():
         assert moved.sum() == len(rows) == (np.ptp(rows) + 1) * (np.ptp(cols) + 1) >= 25 * 25
 
 
+def norms(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_cnn_batch_norms_take_the_configured_momentum_and_keep_it_when_saved():
+    """batch_norm_momentum (config: equal to ema_momentum) reaches every batch norm, also in
+    the model saved for plain Keras; without it, Keras' default."""
+    assert [n.momentum for n in norms(models.build_model("cnn", HP))] == [0.99] * 3
+    model = models.build_model("cnn", {**HP, "batch_norm_momentum": 0.98})
+    assert [n.momentum for n in norms(model)] == [0.98] * 3
+    assert [n.momentum for n in norms(models.portable(model))] == [0.98] * 3
+    # The moving mean moves by (1 - momentum) of the batch's mean at a training step.
+    images = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    first = norms(model)[0]
+    before = np.asarray(first.moving_mean).copy()
+    features = model.layers[0](images)  # the first convolution's output, before its norm
+    first(features, training=True)
+    expected = 0.98 * before + 0.02 * np.mean(np.asarray(features), axis=(0, 1, 2))
+    np.testing.assert_allclose(np.asarray(first.moving_mean), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_saved_model_leaves_the_augmentation_out_and_keeps_the_weights(tmp_path):
     """model.keras loads with plain Keras (no mnistflow import); param.hdf5 has the same layout."""
     model = models.compile_model(models.build_model("cnn", {**HP, "shift": 2}), HP, 10)

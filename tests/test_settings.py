@@ -39,7 +39,11 @@ def test_defaults_fill_missing_keys():
     assert config["hyperparameters"]["mlp"]["hidden_units"] == 128
     assert config["hyperparameters"]["softmax"]["epochs"] == 20  # the seed's, not the generic
     assert config["hyperparameters"]["softmax"]["ema_momentum"] == 0  # the seed's: no averaging
-    assert config["hyperparameters"]["cnn"]["ema_momentum"] == 0.99
+    cnn = config["hyperparameters"]["cnn"]
+    # the statistics span the averaged weights' steps
+    assert cnn["ema_momentum"] == cnn["batch_norm_momentum"] == 0.98
+    assert cnn["filters"] == [16, 32, 64]
+    assert "batch_norm_momentum" not in config["hyperparameters"]["mlp"]  # no batch norms
     assert config["hyperparameters"]["cnn"]["warmup_epochs"] == 0.3  # of the first epoch
     assert "warmup_epochs" not in config["hyperparameters"]["mlp"]  # 10% of all steps
     assert config["hyperparameters"]["cnn"]["label_smoothing"] == 0.1
