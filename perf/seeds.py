@@ -3,7 +3,7 @@
     python perf/seeds.py [--mnist ../shared/data/mnist] [--seeds 0 1 2 3 4] [--set shift=0]
 
 A parameter study of the default cnn setting, one run per seed (`snakemake -j2`, one thread
-per training, as tests/test_acceptance.py runs seeds 0-2), on the real MNIST. Prints each
+per training, as tests/test_acceptance.py runs seeds 0-1), on the real MNIST. Prints each
 seed's test accuracy and training seconds, then the worst, median and standard deviation:
 the spread the acceptance floor (99.25%) must leave room for. Target: worst of seeds 0-4 >= 99.3%.
 Runs in a scratch copy of the workflow; nothing is written to the repository.

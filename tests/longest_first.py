@@ -20,7 +20,6 @@ import pytest
 # divided by three. Only the order matters. A file not named here counts as short.
 SECONDS = {
     "test_acceptance.py": 420,
-    "test_resume_slurm.py": 400,
     "test_site_env_schedulers.py": 380,
     "test_scheduler_slurm.py": 380,
     "test_distributed_schedulers.py": 330,
@@ -37,6 +36,7 @@ SECONDS = {
     "test_backend.py": 150,
     "test_e2e_sweep.py": 150,
     "test_resume_pjm.py": 150,
+    "test_resume_slurm.py": 150,
     "test_documented_commands.py": 140,
     "test_bad_input.py": 135,
     "test_deploy.py": 135,

@@ -7,14 +7,14 @@ overlap, and a test waits for the reference only to compare) and with the schedu
 records (sacct, qstat -x, qacct, pjstat -H) of every attempt. One file per scheduler, so that
 pytest-xdist runs them side by side.
 
-- The long one (tests/test_resume_slurm.py): a train job killed at its time limit is retried
+- The long one (tests/test_resume_uge.py): a train job stopped at its time limit is retried
   with more time and resumes. The training takes several times the first attempt's limit
-  (1 minute, the least Snakemake can ask for), so it is killed mid-run; the retry asks for
-  2 minutes (runtime x attempt) and resumes from the checkpoint. 400 epochs, ~3 minutes of
-  CPU per run: the price of a kill nobody times but the scheduler.
-- The long one with Grid Engine's warning (tests/test_resume_uge.py): the same training, no
-  checkpoints but the one written on -notify's SIGUSR2 at h_rt.
-- The short one (tests/test_resume_{pbs,pjm}.py, tests/test_resume_e2e.py): a 12-epoch
+  (1 minute, the least Snakemake can ask for), so it is stopped mid-run; the retry asks for
+  2 minutes (runtime x attempt) and resumes. 400 epochs, ~3 minutes of CPU per run: the price
+  of a stop nobody times but the scheduler. No checkpoints but the one written on Grid
+  Engine's -notify warning (SIGUSR2) at h_rt. One scheduler pays it: the others' time-limit
+  stops are tested on the toy workflow (tests/test_scheduler_*.py).
+- The short one (tests/test_resume_{slurm,pbs,pjm}.py, tests/test_resume_e2e.py): a 12-epoch
   training saves mid-epoch every 0.6 s; once it has saved, the test SIGKILLs it (no warning,
   as a node failure or the scheduler's SIGKILL after its grace time does); the scheduler
   records a failure, Snakemake retries it with more time (runtime x attempt) and it resumes.
@@ -43,10 +43,10 @@ from conftest import copy_workflow, snakemake
 from eventscheck import assert_events_match_history
 from schedulers.schedtest import run_snakemake, start_snakemake, wait_for, wait_snakemake
 
-# ~0.4 s each on one core: longer than the second attempt's 2 minutes too (SLURM enforces a
-# limit up to 30 s late), so that even when a busy machine keeps the first attempt from saving
-# any checkpoint, the training cannot finish from scratch and must resume (300 epochs once
-# did, in CI: attempt 1 saved nothing, attempt 2 trained all 300 in 125 s).
+# ~0.4 s each on one core: longer than the second attempt's 2 minutes too, so that even when a
+# busy machine keeps the first attempt from saving any checkpoint, the training cannot finish
+# from scratch and must resume (300 epochs once did, in CI, when SLURM ran this set-up:
+# attempt 1 saved nothing, attempt 2 trained all 300 in 125 s).
 EPOCHS = 400
 CONFIG = f"""\
 dataset: mnist-sample
@@ -221,7 +221,7 @@ def stopped_at_time_limits_and_resumed(
     config: str = CONFIG,
     env: dict | None = None,
 ) -> list[tuple[bool, str, float]]:
-    """The long set-up through a profile (``args``), the body of SLURM's and Grid Engine's tests.
+    """The long set-up through a profile (``args``), the body of Grid Engine's test.
 
     ``attempts(output)`` reads the scheduler's own records of the train attempts, in
     submission order: (succeeded, the record, its time limit in minutes). Stopped ones, then

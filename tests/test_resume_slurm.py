@@ -1,12 +1,15 @@
-"""Real SLURM: a train job killed at its time limit is retried with more time and resumes.
+"""Real SLURM: a train job killed mid-run is retried with more time and resumes.
 
-See tests/resumecheck.py (the long set-up, its shared body)."""
+See tests/resumecheck.py (the short set-up, its shared body). The long set-up, a training
+stopped at its time limits, is Grid Engine's (tests/test_resume_uge.py); SLURM's own stop at
+the time limit (SIGTERM, then SIGKILL KillWait later) is tests/test_scheduler_slurm.py's,
+and the training's save on SIGTERM tests/test_resume_e2e.py's."""
 
 from __future__ import annotations
 
 import pytest
 
-from resumecheck import minutes, stopped_at_time_limits_and_resumed
+from resumecheck import killed_and_resumed, minutes
 from schedulers.clusters import Slurm
 from schedulers.schedtest import wait_for
 
@@ -15,7 +18,7 @@ pytestmark = pytest.mark.scheduler
 SLURM = Slurm()
 
 
-def train_attempts(out: str) -> list[tuple[bool, str, float]]:
+def train_attempts(out: str, env: dict) -> list[tuple[bool, str, float]]:
     """sacct's records (squeue forgets a job MinJobAge, 300 s, after it ended)."""
 
     def records():
@@ -24,20 +27,19 @@ def train_attempts(out: str) -> list[tuple[bool, str, float]]:
         return rows if rows and rows[-1][2] == "COMPLETED" else None
 
     rows = wait_for(records, 60, "sacct records of the train attempts")
-    # Killed by SLURM at the time limit, every one but the last
-    assert all(state == "TIMEOUT" for _, _, state, _ in rows[:-1]), rows
+    # The killed training failed its job, every one but the last
+    assert all(state == "FAILED" for _, _, state, _ in rows[:-1]), rows
     return [
         (state == "COMPLETED", f"{jid} {state} {limit}", minutes(limit))
         for jid, _, state, limit in rows
     ]
 
 
-def test_slurm_time_limit_retry_resumes(tmp_path, resume_reference):
+def test_slurm_killed_job_is_retried_and_resumes(tmp_path, short_reference):
     SLURM.bring_up()
     if not SLURM.accounting():
         pytest.skip("SLURM accounting (slurmdbd) is not running: slurm_up.sh SLURM_ACCOUNTING=1")
-    stopped_at_time_limits_and_resumed(
-        tmp_path, resume_reference, train_attempts, "--profile", SLURM.profile,
-        "--slurm-init-seconds-before-status-checks", "2",
+    killed_and_resumed(
+        tmp_path, short_reference, train_attempts, "--profile", SLURM.profile, *SLURM.fast,
         env={"MNIST_SLURM_STATUS": "sacct"},
     )  # fmt: skip

@@ -179,9 +179,11 @@ def test_module_loaded_in_a_clean_job_through_the_profile(profile, scheduler, tm
     first = {"pjm": str(PJM_SIM_DIR), "pbs": "/opt/pbs/bin"}.get(profile)
     if first:
         env["PATH"] = f"{first}:{os.environ['PATH']}"
+    # SLURM's plugin waits 40 s before its first status check unless told otherwise.
+    first_check = ["--slurm-init-seconds-before-status-checks", "2"] if profile == "slurm" else []
     run_snakemake(
         work, "--profile", f"profiles/{profile}", "--seconds-between-status-checks", "1",
-        "--latency-wait", "10", timeout=300, env=env,
+        *first_check, "--latency-wait", "10", timeout=300, env=env,
     )  # fmt: skip
     probe = (work / "probe.txt").read_text()
     assert "marker=loaded" in probe and "tool-ran" in probe, probe
