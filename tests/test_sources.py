@@ -192,6 +192,17 @@ def planned(work: Path) -> list[str]:
     return sorted(re.findall(r"^(\w+)\s+\d+$", table, re.M))
 
 
+def touch_outputs(work: Path) -> None:
+    """Mark the study's outputs up to date (``snakemake --touch``), as after a run."""
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--touch", "-c1", *STUDY_ARGS, "--", *TARGETS],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
 def test_editing_code_reruns_exactly_the_steps_that_run_it(tmp_path):
     """Every output made (empty files, then `snakemake --touch`): then a dry run plans exactly
     the steps whose scripts run an edited file, and what depends on them."""
@@ -201,13 +212,7 @@ def test_editing_code_reruns_exactly_the_steps_that_run_it(tmp_path):
         for path in listed.split(", "):
             (work / path).parent.mkdir(parents=True, exist_ok=True)
             (work / path).touch()
-    subprocess.run(
-        [sys.executable, "-m", "snakemake", "--touch", "-c1", *STUDY_ARGS, "--", *TARGETS],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    touch_outputs(work)
     assert planned(work) == []
     scripts = work / "workflow" / "scripts"
 
@@ -225,13 +230,7 @@ def test_editing_code_reruns_exactly_the_steps_that_run_it(tmp_path):
     evaluation.write_text(evaluation.read_text() + "\n# an edit\n")
     downstream = ["aggregate_sweep", "report"]
     assert planned(work) == sorted(["evaluate", "train_study", *downstream])
-    subprocess.run(  # the new outputs, as after a run
-        [sys.executable, "-m", "snakemake", "--touch", "-c1", *STUDY_ARGS, "--", *TARGETS],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    touch_outputs(work)  # the new outputs, as after a run
     assert planned(work) == []
 
     # The study's second script, which Snakemake does not track itself: in the stamp.
