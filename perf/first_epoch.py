@@ -13,38 +13,34 @@ seeds 0-4. Nothing is written to the repository.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+from run import (
+    REPO,
+    cpu_model,
+    load_average,
+    pipeline_fit,
+    prepared_mnist,
+    seed_study_parser,
+    with_settings,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser = seed_study_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=1, help="of the schedule, trained")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--raw", action="store_true", help="also test the last step's weights")
     args = parser.parse_args()
-    from run import cpu_model, load_average, pipeline_fit, prepared_mnist
-
     from mnistflow import runtime
 
     runtime.configure(2, seed=0)  # as the pipeline's train step: op determinism, no XLA
     from mnistflow import settings
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    hp = dict(config["hyperparameters"]["cnn"])
-    for item in args.set:
-        key, value = item.split("=", 1)
-        hp[key] = yaml.safe_load(value)
+    hp = with_settings(config["hyperparameters"]["cnn"], args.set)
     print(f"CPU: {cpu_model()}; load average {load_average()}")
     print(f"cnn, default configuration{' with ' + ' '.join(args.set) if args.set else ''}")
     accuracies = []

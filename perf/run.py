@@ -398,6 +398,25 @@ def load_average() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
+def seed_study_parser(doc: str) -> argparse.ArgumentParser:
+    """The options perf/seeds.py and perf/first_epoch.py share: the data, the seeds, and
+    ``--set KEY=VALUE`` changes to the cnn's defaults (see ``with_settings``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. shift=0")
+    return parser
+
+
+def with_settings(hp: dict, items: list[str]) -> dict:
+    """``hp`` with each ``KEY=VALUE`` of ``items`` set, the value read as YAML."""
+    changed = dict(hp)
+    for item in items:
+        key, value = item.split("=", 1)
+        changed[key] = yaml.safe_load(value)
+    return changed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -11,7 +11,6 @@ Runs in a scratch copy of the workflow; nothing is written to the repository.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import subprocess
@@ -21,18 +20,12 @@ import time
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+from run import copy_workflow, seed_study_parser, with_settings
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. shift=0")
+    parser = seed_study_parser(__doc__)
     args = parser.parse_args()
-    from run import copy_workflow
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = copy_workflow(Path(tmp) / "workflow")
@@ -43,9 +36,7 @@ def main() -> None:
             download={"mirrors": [str(args.mnist.resolve())], "default_mirrors": False},
             sweep={"seeds": args.seeds, "families": {"cnn": {"settings": [{}]}}},
         )
-        for item in args.set:
-            key, value = item.split("=", 1)
-            config["hyperparameters"]["cnn"][key] = yaml.safe_load(value)
+        config["hyperparameters"]["cnn"] = with_settings(config["hyperparameters"]["cnn"], args.set)
         config_path.write_text(yaml.safe_dump(config))
         started = time.perf_counter()
         command = [sys.executable, "-m", "snakemake", "-j2", "results/mnist/sweep/runs.csv"]

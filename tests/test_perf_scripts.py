@@ -153,3 +153,18 @@ def test_the_benchmarks_cnn_trains_as_the_pipelines_train_step_and_tests_every_e
     assert 0.2 < rows[0]["accuracy"] <= 1  # learnable digits: better than chance (0.1)
     assert [row["epoch"] for row in first] == [1]
     assert first[0]["accuracy"] == rows[0]["accuracy"]  # the 2-epoch schedule's first epoch
+
+
+def test_seed_studies_read_their_settings_as_yaml(monkeypatch):
+    """perf/seeds.py's and perf/first_epoch.py's shared `--seeds` and `--set KEY=VALUE`."""
+    monkeypatch.syspath_prepend(str(PERF))
+    import run
+
+    args = run.seed_study_parser("doc").parse_args(
+        ["--seeds", "3", "4", "--set", "shift=0", "filters=[24, 32, 48]"]
+    )
+    defaults = {"shift": 2, "epochs": 8}
+    assert args.seeds == [3, 4]
+    changed = run.with_settings(defaults, args.set)
+    assert changed == {"shift": 0, "epochs": 8, "filters": [24, 32, 48]}
+    assert defaults == {"shift": 2, "epochs": 8}  # the defaults are left as they were
