@@ -46,7 +46,7 @@ def test_defaults_fill_missing_keys():
     assert "batch_norm_momentum" not in config["hyperparameters"]["mlp"]  # no batch norms
     assert config["hyperparameters"]["cnn"]["warmup_epochs"] == 0.3  # of the first epoch
     assert "warmup_epochs" not in config["hyperparameters"]["mlp"]  # 10% of all steps
-    assert config["hyperparameters"]["cnn"]["label_smoothing"] == 0.1
+    assert config["hyperparameters"]["cnn"]["label_smoothing"] == 0.05
     assert config["hyperparameters"]["cnn"]["beta_2"] == 0.99
     assert not {"label_smoothing", "beta_2"} & set(config["hyperparameters"]["mlp"])
     assert config["resources"]["train"]["gpu"] == 0
