@@ -208,9 +208,10 @@ def test_a_job_killed_after_its_training_writes_its_outputs_from_the_final_check
     assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
     for name in ("param.hdf5", "model.keras", "history.csv", "predictions.npz"):
         (outputs / name).unlink()
-    # Another run that succeeds (its onsuccess clean-up runs) keeps it: the outputs are missing.
-    snakemake(work, "results/mnist-sample/data.h5", "--forcerun", "preprocess")
-    assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
+    if not compute:  # the clean-up reads only files, the same whatever the backend: once
+        # Another run that succeeds (its onsuccess clean-up runs) keeps it: outputs are missing.
+        snakemake(work, "results/mnist-sample/data.h5", "--forcerun", "preprocess")
+        assert checkpoint.is_complete(max((work / CHECKPOINTS).glob("checkpoint-*.npz")))
 
     snakemake(work, TARGET)
     log = read(work / TRAIN_LOG)
