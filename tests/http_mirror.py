@@ -168,13 +168,17 @@ def _make_handler(server: MirrorServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def http_mirror(monkeypatch) -> Iterator:
-    """Factory: ``http_mirror(directory, prefix="")`` starts a MirrorServer, stopped at teardown."""
-    # Local requests must not go through a proxy from the environment (also for subprocesses).
+def no_proxy_for_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local requests must not go through a proxy from the environment (also for subprocesses)."""
     for name in ("no_proxy", "NO_PROXY"):
         existing = os.environ.get(name)
         monkeypatch.setenv(name, "127.0.0.1,localhost" + (f",{existing}" if existing else ""))
+
+
+@pytest.fixture
+def http_mirror(monkeypatch) -> Iterator:
+    """Factory: ``http_mirror(directory, prefix="")`` starts a MirrorServer, stopped at teardown."""
+    no_proxy_for_localhost(monkeypatch)
     servers: list[MirrorServer] = []
 
     def start(directory: Path, prefix: str = "") -> MirrorServer:

@@ -5,10 +5,13 @@ Unit tests for the checks, and the real snakemake CLI where the item is what a u
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, copy_workflow, snakemake
 from mnistflow import resource_safety, settings
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -201,13 +204,28 @@ def _damage(data, how: str) -> None:
         handle.write(np.random.default_rng(0).bytes(size))
 
 
+@pytest.fixture(scope="module")
+def preprocessed_once(tmp_path_factory) -> Path:
+    """The sample's data.h5, made by the workflow once for the tests below."""
+    work = copy_workflow(tmp_path_factory.mktemp("preprocessed") / "workflow-copy")
+    snakemake(work, DATA, "--config", "dataset=mnist-sample")
+    return work
+
+
+@pytest.fixture
+def preprocessed(preprocessed_once, tmp_path) -> Path:
+    """A copy of it for each test, which damages its data.h5: one download and preprocess for
+    the file, not one per test (copytree keeps the times and Snakemake's records)."""
+    return shutil.copytree(preprocessed_once, tmp_path / "workflow-copy", symlinks=True)
+
+
 @pytest.mark.parametrize("how", ["overwritten", "truncated"])
-def test_a_damaged_data_file_stops_training_naming_it_and_the_fix(workflow_dir, how):
+def test_a_damaged_data_file_stops_training_naming_it_and_the_fix(preprocessed, how):
     from mnistflow import preprocess
 
+    workflow_dir = preprocessed
     config = ("--config", "dataset=mnist-sample", "models=[softmax]",
               "hyperparameters={softmax: {epochs: 1}}")  # fmt: skip
-    snakemake(workflow_dir, DATA, *config)
     data = workflow_dir / DATA
     _damage(data, how)
     param = "results/mnist-sample/softmax/default/param.hdf5"
@@ -222,13 +240,12 @@ def test_a_damaged_data_file_stops_training_naming_it_and_the_fix(workflow_dir, 
     assert len(preprocess.load_split(data, "train")[1]) == 1500
 
 
-def test_each_split_is_checked_when_read(workflow_dir):
+def test_each_split_is_checked_when_read(preprocessed):
     import h5py
 
     from mnistflow import preprocess
 
-    snakemake(workflow_dir, DATA, "--config", "dataset=mnist-sample")
-    data = workflow_dir / DATA
+    data = preprocessed / DATA
     with h5py.File(data, "r+") as h5:
         h5["test/labels"][0] = 9 - h5["test/labels"][0]  # a hand edit of one label
     with pytest.raises(preprocess.DataFileError) as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, copy_workflow, snakemake
+from http_mirror import MirrorServer, no_proxy_for_localhost
 
 pytestmark = pytest.mark.e2e
 SAMPLE = REPO / "data" / "mnist-sample"
@@ -63,11 +65,20 @@ def served_sample(http_mirror):
     return http_mirror(SAMPLE)
 
 
-@pytest.fixture
-def finished_run(workflow_dir, served_sample):
-    write_config(workflow_dir, [served_sample.url])
-    snakemake(workflow_dir)
-    return workflow_dir
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """The small configuration run once for the tests that read it (a test that edits files
+    edits a copy): one pipeline run for the file, not one per test."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("finished") / "workflow-copy")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        no_proxy_for_localhost(monkeypatch)
+        server = MirrorServer(SAMPLE)
+        try:
+            write_config(workdir, [server.url])
+            snakemake(workdir)
+        finally:
+            server.close()
+    return workdir
 
 
 def test_full_run_produces_every_output_and_nothing_is_left_to_do(finished_run):
@@ -99,7 +110,9 @@ def test_full_run_produces_every_output_and_nothing_is_left_to_do(finished_run):
     assert report.returncode == 0 and (finished_run / "snakemake-report.html").exists()
 
 
-def test_stale_only_reruns(finished_run):
+def test_stale_only_reruns(finished_run, tmp_path):
+    # A copy with the files' times (copy2): Snakemake's records and the code stamps travel along.
+    finished_run = shutil.copytree(finished_run, tmp_path / "workflow-copy", symlinks=True)
     config_path = finished_run / "config" / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
 

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, copy_workflow, snakemake
 from test_e2e_pipeline import planned_jobs
 
 pytestmark = pytest.mark.e2e
@@ -56,21 +57,31 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-@pytest.fixture
-def local_mirror_run(workflow_dir, tmp_path):
+@pytest.fixture(scope="module")
+def mirrored_once(tmp_path_factory) -> Path:
     """data.h5 made from a local mirror given with --config, as config/README.md shows."""
-    mirror = tmp_path / "shared-datasets" / "mnist"
+    base = tmp_path_factory.mktemp("local-mirror")
+    mirror = base / "shared-datasets" / "mnist"
     mirror.mkdir(parents=True)
     for path in SAMPLE.glob("*.gz"):
         (mirror / path.name).write_bytes(path.read_bytes())
+    workdir = copy_workflow(base / "workflow-copy")
     snakemake(
-        workflow_dir,
+        workdir,
         DATA,
         "--config",
         "dataset=mnist-sample",
         f"download={mirror_config(str(mirror))}",
     )
-    return workflow_dir
+    return workdir
+
+
+@pytest.fixture
+def local_mirror_run(mirrored_once, tmp_path) -> Path:
+    """A copy of that run for each test, which may damage its files: one download and
+    preprocess for the file, not one per test. copytree keeps the files' times (copy2), and
+    Snakemake's records in .snakemake travel along."""
+    return shutil.copytree(mirrored_once, tmp_path / "workflow-copy", symlinks=True)
 
 
 def test_only_the_data_set_and_its_checksums_make_downloads_stale(local_mirror_run):

@@ -34,7 +34,11 @@ STUDY = {
         "families": {"softmax": {"grid": {"learning_rate": [0.01, 0.1]}}},
     },
 }
-RUNS = 4  # 2 learning rates x 2 seeds
+# STUDY has 4 runs (2 learning rates x 2 seeds): the refusal below names that count. What goes
+# through SLURM is 2 runs (seed 0 only): they show the packing into one group job and into one
+# job array as 4 would, with half the trainings. Aggregating over seeds: tests/test_e2e_sweep.py.
+SUBMITTED = {**STUDY, "sweep": {**STUDY["sweep"], "seeds": [0]}}
+SUBMITTED_RUNS = 2
 SETTINGS_CSV = Path("results/mnist-sample/sweep/settings.csv")
 
 
@@ -69,21 +73,25 @@ def squeue_all(jobs: str, fields: str) -> list[str]:
 def test_grouped_study_submits_fewer_jobs_than_runs(tmp_path):
     work, out = run_study(
         tmp_path / "study",
-        # All 4 runs (train + evaluate each) in one job; --cores caps a group job's width at
-        # the test node's 2 CPUs, so its runs go two at a time.
+        # Both runs (train + evaluate each) in one job; --cores caps a group job's width at
+        # the test node's 2 CPUs, so they run side by side.
         "--group-components",
-        "sweep=4",
+        f"sweep={SUBMITTED_RUNS}",
         "--cores",
         "2",
+        study=SUBMITTED,
         timeout=540,
     )
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", out)
-    # preprocess, one group of the 4 runs, report (download and the aggregate run locally).
-    assert len(submitted) == 3 < RUNS, out[-4000:]
+    # preprocess, one group of the 2 runs, report (download and the aggregate run locally);
+    # ungrouped, each run is a job of its own: 2 + 2.
+    assert len(submitted) == 3 < SUBMITTED_RUNS + 2, out[-4000:]
     assert len(re.findall(r"Group job sweep", out)) == 1
+    # The group job ran both runs' training (one train.log each).
+    assert len(list((work / "logs").rglob("train.log"))) == SUBMITTED_RUNS, out[-4000:]
     states = squeue_all(",".join(submitted), "%T")
     assert states == ["COMPLETED"] * 3, states
-    assert settings_lines(work) == 1 + 2  # header + 2 settings, 2 seeds each
+    assert settings_lines(work) == 1 + 2  # header + 2 settings
 
 
 def array_task_ids(parent: str) -> list[str]:
@@ -104,7 +112,7 @@ def array_task_ids(parent: str) -> list[str]:
 
 
 def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
-    study = {**STUDY, "sweep": {**STUDY["sweep"], "group": False}}  # arrays take no groups
+    study = {**SUBMITTED, "sweep": {**SUBMITTED["sweep"], "group": False}}  # arrays take no groups
     work, out = run_study(
         tmp_path / "array",
         "--slurm-array-jobs",
@@ -116,14 +124,15 @@ def test_ungrouped_study_trainings_go_out_as_one_job_array(tmp_path):
     logs = sorted((work / "logs" / "slurm" / "rule_train_study").rglob("*.log"))
     ids = {re.fullmatch(r"(\d+)_(\d+)\.log", log.name).groups() for log in logs}
     parents = {parent for parent, _ in ids}
-    assert len(logs) == RUNS and len(parents) == 1, (logs, out[-4000:])
+    assert len(logs) == SUBMITTED_RUNS and len(parents) == 1, (logs, out[-4000:])
     # Each task ran its own run's training (profiles/slurm: --wrap, not the plugin's script):
     # a task's log shows the array's first job, then the job the task ran.
     trained = {re.findall(r"wildcards: (.*)", log.read_text())[-1] for log in logs}
-    assert len(trained) == RUNS, trained
+    assert len(trained) == SUBMITTED_RUNS, trained
     (parent,) = parents
     records = array_task_ids(parent)
-    assert records == sorted(f"{parent}_{i}|COMPLETED" for i in range(1, RUNS + 1)), records
+    expected = [f"{parent}_{i}|COMPLETED" for i in range(1, SUBMITTED_RUNS + 1)]
+    assert records == sorted(expected), records
     assert settings_lines(work) == 1 + 2
 
 
